@@ -1,0 +1,40 @@
+# Two commands do all the set-up: `make demo` (the main job) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_EPOCHS ?= 3
+DEMO_TRACES ?= 2000
+export SEISBENCH_CACHE_ROOT ?= $(CURDIR)/.seisbench
+
+.PHONY: install demo test lint clean
+
+$(BIN)/seismic-ml: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# the CPU wheel of torch first, so nothing below pulls a multi-GB CUDA build
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/seismic-ml
+
+demo: install
+	$(BIN)/seismic-ml data inspect --dataset synthetic:$(DEMO_TRACES)
+	@set -e; mkdir -p outputs; \
+	$(BIN)/seismic-ml train-mag --model-type amag_v2 --dataset synthetic:$(DEMO_TRACES) \
+		--epochs $(DEMO_EPOCHS) --warmup-epochs 1 --run-name demo-amag_v2 | tee outputs/demo_train.txt; \
+	run_id=$$(sed -n 's/^run id: //p' outputs/demo_train.txt); \
+	$(BIN)/seismic-ml plot-history --run-id $$run_id; \
+	echo; echo "demo run id: $$run_id"; \
+	echo "Runs are in MLflow's default local store (sqlite:///mlflow.db). Open the UI with:"; \
+	echo "  $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db   # then http://127.0.0.1:5000"
+
+test: install
+	$(BIN)/python -m pytest -q -ra
+
+lint: install
+	$(BIN)/ruff check seismic_ml tests benchmarks
+	$(BIN)/ruff format --check seismic_ml tests benchmarks
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,212 @@
+"""The seismic-ml command line: a thin layer that parses into configs and calls the library."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from seismic_ml.cli_options import FieldOption, add_options, build_section, field_options
+from seismic_ml.config import DataConfig, RunConfig, TrainConfig
+from seismic_ml.errors import SeismicMLError
+from seismic_ml.models.registry import MODELS, model_types
+
+DEFAULT_MODEL = {"phase": "phasenet", "magnitude": "amag_v2"}
+EXIT_INTERRUPTED = 130
+
+
+class FriendlyGroup(click.Group):
+    """Turns a SeismicMLError into one line on stderr and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SeismicMLError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt as exc:
+            click.echo(f"interrupted: {exc or 'Ctrl-C'}", err=True)
+            raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+@click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="seismic-ml")
+def cli() -> None:
+    """Seismic phase picking and magnitude estimation, tracked in MLflow."""
+
+
+def _section_options(cls: type) -> list[click.Option]:
+    return [opt.to_click() for opt in field_options([cls]).values()]
+
+
+def _model_options(task: str) -> tuple[dict[str, FieldOption], list[click.Option]]:
+    names = model_types(task)
+    merged = field_options(MODELS[n].config_cls for n in names)
+    clicks = []
+    for name, opt in merged.items():
+        owners = [n for n in names if name in MODELS[n].config_cls.__dataclass_fields__]
+        opt.help = f"{opt.help} [{', '.join(owners)}]"
+        clicks.append(opt.to_click(show_default=len(owners) == 1))
+    return merged, clicks
+
+
+def _tracking_options() -> list[click.Option]:
+    return [
+        click.Option(["--experiment"], help="MLflow experiment (default: seismic-ml)"),
+        click.Option(["--run-name", "--run_name"], "run_name", help="MLflow run name"),
+        click.Option(
+            ["--register-as", "--register_as"],
+            "register_as",
+            default="",
+            help="register the model under this name in the MLflow registry",
+        ),
+        click.Option(["--alias"], default="", help="registry alias for the new version"),
+        click.Option(["--resume"], default="", help="continue this run id from its checkpoint"),
+    ]
+
+
+def make_train_command(task: str) -> click.Command:
+    """train-phase / train-mag: every option generated from the config dataclasses."""
+    model_opts, model_clicks = _model_options(task)
+    data_names = set(DataConfig.__dataclass_fields__)
+    train_names = set(TrainConfig.__dataclass_fields__)
+
+    @add_options(_tracking_options())
+    @add_options(model_clicks)
+    @add_options(_section_options(TrainConfig))
+    @add_options(_section_options(DataConfig))
+    @click.option(
+        "--model-type",
+        "--model_type",
+        "model_type",
+        default=DEFAULT_MODEL[task],
+        type=click.Choice(model_types(task)),
+        show_default=True,
+    )
+    def command(
+        model_type: str,
+        experiment: str | None,
+        run_name: str | None,
+        register_as: str,
+        alias: str,
+        resume: str,
+        **given: Any,
+    ) -> None:
+        from seismic_ml.training.train import TrackingOptions, resume_config, train
+
+        data = {k: v for k, v in given.items() if k in data_names}
+        train_opts = {k: v for k, v in given.items() if k in train_names}
+        model = {k: v for k, v in given.items() if k in model_opts}
+        if resume:
+            _only_epochs_with_resume({**data, **train_opts, **model})
+            cfg = resume_config(resume, train_opts.get("epochs"))
+        else:
+            spec = MODELS[model_type]
+            cfg = RunConfig(
+                model_type=model_type,
+                model=build_section(spec.config_cls, model, model_type),
+                data=build_section(DataConfig, data, "data"),
+                train=build_section(TrainConfig, train_opts, "train"),
+            )
+        options = TrackingOptions(experiment, run_name, register_as, alias, resume)
+        result = train(cfg, options)
+        _report(result)
+
+    command.__doc__ = f"Train a {task} model; every run is an MLflow run."
+    name = "train-phase" if task == "phase" else "train-mag"
+    return click.command(name)(command)
+
+
+def _only_epochs_with_resume(given: dict[str, Any]) -> None:
+    extra = sorted(k for k, v in given.items() if v is not None and k != "epochs")
+    if extra:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in extra)
+        raise SeismicMLError(f"with --resume the config comes from the run; drop {flags}")
+
+
+def _report(result: Any) -> None:
+    best = result.metrics
+    click.echo(f"run id: {result.run_id}")
+    click.echo(f"best val/loss {best['best/val_loss']:.4f} at epoch {int(best['best/epoch'])}")
+    if result.model_uri:
+        click.echo(f"model: {result.model_uri}")
+
+
+cli.add_command(make_train_command("phase"))
+cli.add_command(make_train_command("magnitude"))
+
+
+@cli.command("plot-history")
+@click.option("--run-id", "--run_id", "run_id", required=True, help="training run to plot")
+@click.option("--plot/--no-plot", default=True, help="write the PNG and log it to the run")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("outputs"),
+    show_default=True,
+    help="folder for the PNG",
+)
+def plot_history(run_id: str, plot: bool, out: Path) -> None:
+    """Loss and learning-rate curves of a run, from its MLflow metric history."""
+    import mlflow
+
+    from seismic_ml.tracking.history import metric_history, plot_run_history
+    from seismic_ml.tracking.model_io import get_run
+
+    get_run(run_id)
+    for key in ("train/epoch_loss", "val/loss"):
+        frame = metric_history(run_id, key)
+        values = ", ".join(f"{v:.4f}" for v in frame["value"])
+        click.echo(f"{key} per epoch: {values or '(none)'}")
+    if plot:
+        path = plot_run_history(run_id, out / run_id)
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_artifact(str(path), "plots")
+        click.echo(f"wrote {path} and logged it to run {run_id} under plots/")
+
+
+@cli.group()
+def data() -> None:
+    """Build and inspect datasets."""
+
+
+@data.command("synth")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="output directory")
+@click.option("--n-traces", "--n_traces", "n_traces", type=int, default=2000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def data_synth(out: Path, n_traces: int, seed: int) -> None:
+    """Write the physics-based synthetic dataset in seisbench's format."""
+    from seismic_ml.data.synthetic import write_synthetic
+
+    if out.exists() and any(out.iterdir()):
+        raise SeismicMLError(f"{out} exists and is not empty: refusing to overwrite it")
+    write_synthetic(out, n_traces=n_traces, seed=seed)
+    click.echo(f"wrote {n_traces} traces to {out}")
+
+
+@data.command("inspect")
+@click.option("--dataset", default="synthetic", show_default=True, help="dataset to inspect")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("outputs"),
+    show_default=True,
+    help="folder for the example-window figure",
+)
+def data_inspect(dataset: str, out: Path) -> None:
+    """Traces per split, magnitude and distance ranges, pick coverage, example windows."""
+    from seismic_ml.data.inspect import inspect_dataset
+
+    summary, figure = inspect_dataset(dataset, out)
+    click.echo(summary)
+    click.echo(f"figure: {figure}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="seismic-ml")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Typed run configuration (data, model, train) and its round trip to flat MLflow params."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from seismic_ml.errors import SeismicMLError
+
+TASKS = ("phase", "magnitude")
+
+
+def option(default: Any, help: str, choices: tuple | None = None, positive: bool = False) -> Any:
+    """A config field that carries its CLI help, its allowed choices and a positivity check."""
+    meta = {"help": help, "choices": choices, "positive": positive}
+    return field(default=default, metadata=meta)
+
+
+class ConfigBase:
+    """Shared behaviour of the config dataclasses: validation from field metadata."""
+
+    def validate(self) -> None:
+        """Raise SeismicMLError for a value outside its choices or a non-positive size."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            choices = f.metadata.get("choices")
+            if choices and value not in choices:
+                allowed = ", ".join(map(str, choices))
+                raise SeismicMLError(f"{f.name}={value!r} is not one of: {allowed}")
+            if f.metadata.get("positive") and value is not None and value <= 0:
+                raise SeismicMLError(f"{f.name} must be positive, got {value}")
+
+
+@dataclass
+class DataConfig(ConfigBase):
+    """Which waveforms to train on and how they become windows and labels."""
+
+    dataset: str = option("synthetic", "seisbench name, a directory, or synthetic[:N]")
+    magnitude_type: str = option("", "keep only traces of this magnitude type (ML, MW, ...)")
+    label_sigma: int = option(30, "width in samples of the Gaussian pick labels", positive=True)
+    max_traces: int = option(0, "use at most this many traces per split (0: all)")
+
+
+@dataclass
+class TrainConfig(ConfigBase):
+    """Optimisation settings shared by every model; None means the model's own default."""
+
+    epochs: int = option(20, "number of epochs", positive=True)
+    learning_rate: float | None = option(None, "peak learning rate (default: per model)")
+    batch_size: int | None = option(None, "windows per batch (default: per model)")
+    warmup_epochs: float | None = option(None, "linear warmup from 10% of the learning rate")
+    optimizer: str = option("Adam", "optimizer", choices=("Adam", "AdamW", "SGD"))
+    weight_decay: float = option(0.0, "weight decay")
+    scheduler_patience: int = option(5, "epochs without improvement before the lr is reduced")
+    scheduler_factor: float = option(0.5, "factor applied by the plateau scheduler", positive=True)
+    early_stopping_patience: int = option(10, "epochs without improvement before stopping")
+    grad_clip: float = option(1.0, "max gradient norm (0: off)")
+    seed: int = option(42, "random seed for weights, data order and augmentation")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
+    num_workers: int = option(0, "DataLoader worker processes")
+    max_steps_per_epoch: int = option(0, "cap on optimizer steps per epoch (0: whole split)")
+
+    def validate(self) -> None:
+        """Check the fields and the schedule's ranges."""
+        super().validate()
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise SeismicMLError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.batch_size is not None and self.batch_size <= 0:
+            raise SeismicMLError(f"batch_size must be positive, got {self.batch_size}")
+        if self.warmup_epochs is not None and self.warmup_epochs < 0:
+            raise SeismicMLError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if not 0 < self.scheduler_factor < 1:
+            raise SeismicMLError(f"scheduler_factor must be in (0, 1), got {self.scheduler_factor}")
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs to rebuild its model and repeat its training."""
+
+    model_type: str
+    model: Any
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def task(self) -> str:
+        """phase or magnitude, from the model registry."""
+        from seismic_ml.models.registry import get_spec
+
+        return get_spec(self.model_type).task
+
+    def validate(self) -> None:
+        """Validate every section; the first problem raises."""
+        self.model.validate()
+        self.data.validate()
+        self.train.validate()
+
+    def to_params(self) -> dict[str, str]:
+        """Flat, namespaced MLflow params: model.type, model.<opt>, data.<opt>, train.<opt>."""
+        params = {"task": self.task, "model.type": self.model_type}
+        for prefix, section in (("model", self.model), ("data", self.data), ("train", self.train)):
+            for key, value in dataclasses.asdict(section).items():
+                params[f"{prefix}.{key}"] = format_value(value)
+        return params
+
+    @classmethod
+    def from_params(cls, params: dict[str, str]) -> RunConfig:
+        """Rebuild the config a run logged; unknown keys are ignored, missing ones default."""
+        from seismic_ml.models.registry import get_spec
+
+        if "model.type" not in params:
+            raise SeismicMLError("the run has no 'model.type' param: not a seismic-ml training run")
+        model_type = params["model.type"]
+        spec = get_spec(model_type)
+        return cls(
+            model_type=model_type,
+            model=section_from_params(spec.config_cls, params, "model"),
+            data=section_from_params(DataConfig, params, "data"),
+            train=section_from_params(TrainConfig, params, "train"),
+        )
+
+
+def format_value(value: Any) -> str:
+    """The string MLflow stores for a config value; None is 'None'."""
+    return str(value)
+
+
+def section_from_params(cls: type, params: dict[str, str], prefix: str) -> Any:
+    """Build one config dataclass from the params under prefix."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}.{f.name}"
+        if key in params:
+            kwargs[f.name] = parse_value(hints[f.name], params[key], key)
+    return cls(**kwargs)
+
+
+def parse_value(annotation: Any, text: str, name: str = "value") -> Any:
+    """Parse a string (from a param or the command line) into the field's type."""
+    if isinstance(text, str) is False:
+        return text
+    args = typing.get_args(annotation)
+    optional = type(None) in args
+    if optional:
+        if text in ("None", "none", "auto", ""):
+            return None
+        annotation = next(a for a in args if a is not type(None))
+    try:
+        if annotation is bool:
+            return _parse_bool(text)
+        if annotation in (int, float, str):
+            return annotation(text)
+    except ValueError as exc:
+        raise SeismicMLError(f"{name}: cannot read {text!r} as {annotation.__name__}") from exc
+    raise SeismicMLError(f"{name}: unsupported type {annotation}")
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def field_type(cls: type, name: str) -> Any:
+    """The resolved annotation of a dataclass field (None-able types unwrapped)."""
+    annotation = typing.get_type_hints(cls)[name]
+    args = typing.get_args(annotation)
+    if isinstance(annotation, types.UnionType) or type(None) in args:
+        return next(a for a in args if a is not type(None))
+    return annotation
+
+
+def with_model_defaults(cfg: RunConfig) -> RunConfig:
+    """Fill training options left at None with the model type's own defaults."""
+    from seismic_ml.models.registry import get_spec
+
+    defaults = get_spec(cfg.model_type).train_defaults
+    unset = {k: v for k, v in defaults.items() if getattr(cfg.train, k) is None}
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **unset))

@@ -1,0 +1,173 @@
+"""Task pipelines on seisbench generators: phase windows with Gaussian labels, magnitude windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seisbench.data as sbd
+import seisbench.generate as sbg
+
+from seismic_ml.data.registry import first_pick, pick_columns
+from seismic_ml.errors import SeismicMLError
+
+PHASE_CONTEXT = 6000
+P_OFFSET_RANGE = (100, 1000)
+EVAL_PHASE_OFFSET_RANGE = (250, 2000)
+
+
+class MagnitudeLabel:
+    """Puts the trace's magnitude (a metadata column) into state_dict['y'] as a float32 scalar."""
+
+    def __init__(self, key: str = "source_magnitude") -> None:
+        self.key = key
+
+    def __call__(self, state_dict: dict) -> None:
+        _, metadata = state_dict["X"]
+        state_dict["y"] = (np.float32(metadata[self.key]), None)
+
+    def __str__(self) -> str:
+        return f"MagnitudeLabel(key={self.key})"
+
+
+def magnitude_subset(dataset: sbd.WaveformDataset, magnitude_type: str = "") -> sbd.WaveformDataset:
+    """Traces usable for magnitude: a finite magnitude, a P pick, the wanted magnitude type."""
+    meta = dataset.metadata
+    if "source_magnitude" not in meta.columns:
+        raise SeismicMLError("the dataset has no source_magnitude column: no magnitude targets")
+    magnitude = pd.to_numeric(meta["source_magnitude"], errors="coerce")
+    mask = np.isfinite(magnitude.to_numpy()) & first_pick(meta, "P").notna().to_numpy()
+    if magnitude_type:
+        if "source_magnitude_type" not in meta.columns:
+            raise SeismicMLError("--magnitude-type given but the dataset has no magnitude types")
+        types = meta["source_magnitude_type"].astype(str).str.upper()
+        mask &= (types == magnitude_type.upper()).to_numpy()
+    if not mask.any():
+        wanted = f" of type {magnitude_type}" if magnitude_type else ""
+        raise SeismicMLError(f"no traces with a magnitude{wanted} and a P pick in this split")
+    return dataset.filter(mask, inplace=False)
+
+
+def phase_train_generator(
+    dataset: sbd.WaveformDataset, labels: str, windowlen: int, sigma: int, norm: str = "std"
+) -> sbg.GenericGenerator:
+    """Random windows around picks (seisbench's PhaseNet recipe) with probabilistic labels."""
+    columns = _require_pick_columns(dataset)
+    generator = sbg.GenericGenerator(dataset)
+    generator.add_augmentations(
+        [
+            sbg.WindowAroundSample(
+                list(columns),
+                samples_before=PHASE_CONTEXT // 2,
+                windowlen=PHASE_CONTEXT,
+                selection="random",
+                strategy="variable",
+            ),
+            sbg.RandomWindow(windowlen=windowlen, strategy="pad"),
+            *_phase_tail(columns, labels, sigma, norm),
+        ]
+    )
+    return generator
+
+
+def phase_eval_generator(
+    dataset: sbd.WaveformDataset,
+    labels: str,
+    windowlen: int,
+    sigma: int,
+    seed: int,
+    norm: str = "std",
+) -> sbg.SteeredGenerator:
+    """One deterministic window per trace, P placed at a seeded offset, labels as in training."""
+    columns = _require_pick_columns(dataset)
+    windows = eval_windows(dataset.metadata, windowlen, seed, EVAL_PHASE_OFFSET_RANGE)
+    generator = sbg.SteeredGenerator(dataset, windows)
+    generator.add_augmentations(
+        [
+            sbg.SteeredWindow(windowlen=windowlen, strategy="pad"),
+            *_phase_tail(columns, labels, sigma, norm),
+        ]
+    )
+    return generator
+
+
+def _phase_tail(columns: dict[str, str], labels: str, sigma: int, norm: str) -> list:
+    return [
+        sbg.Normalize(demean_axis=-1, amp_norm_axis=-1, amp_norm_type=norm),
+        sbg.ChangeDtype(np.float32),
+        sbg.ProbabilisticLabeller(label_columns=columns, model_labels=labels, sigma=sigma, dim=0),
+    ]
+
+
+def magnitude_train_generator(dataset: sbd.WaveformDataset, windowlen: int) -> sbg.GenericGenerator:
+    """One window per trace with P at a random offset; raw counts; target source_magnitude."""
+    p_columns = [col for col, phase in pick_columns(dataset.metadata).items() if phase == "P"]
+    low, high = P_OFFSET_RANGE
+    generator = sbg.GenericGenerator(dataset)
+    generator.add_augmentations(
+        [
+            sbg.WindowAroundSample(
+                p_columns,
+                samples_before=high,
+                windowlen=windowlen + high - low,
+                selection="first",
+                strategy="pad",
+            ),
+            sbg.RandomWindow(windowlen=windowlen, strategy="pad"),
+            sbg.ChangeDtype(np.float32),
+            MagnitudeLabel(),
+        ]
+    )
+    return generator
+
+
+def magnitude_eval_generator(
+    dataset: sbd.WaveformDataset, windowlen: int, seed: int
+) -> sbg.SteeredGenerator:
+    """One deterministic window per trace, P at a seeded offset, for evaluation."""
+    windows = eval_windows(dataset.metadata, windowlen, seed, P_OFFSET_RANGE)
+    generator = sbg.SteeredGenerator(dataset, windows)
+    generator.add_augmentations(
+        [
+            sbg.SteeredWindow(windowlen=windowlen, strategy="pad"),
+            sbg.ChangeDtype(np.float32),
+            MagnitudeLabel(),
+        ]
+    )
+    return generator
+
+
+def eval_windows(
+    metadata: pd.DataFrame, windowlen: int, seed: int, offset_range: tuple[int, int]
+) -> pd.DataFrame:
+    """The control table of deterministic windows: P at a seeded offset, noise traces at random."""
+    rng = np.random.default_rng(seed)
+    p = first_pick(metadata, "P").to_numpy(dtype=float)
+    n_samples = _trace_samples(metadata)
+    offsets = rng.integers(offset_range[0], offset_range[1], size=len(metadata))
+    noise_starts = (rng.random(len(metadata)) * np.maximum(n_samples - windowlen, 1)).astype(int)
+    start = np.where(np.isfinite(p), p - offsets, noise_starts)
+    start = np.clip(np.nan_to_num(start), 0, None).astype(int)
+    return pd.DataFrame(
+        {
+            "trace_name": metadata["trace_name"].to_numpy(),
+            "start_sample": start,
+            "end_sample": start + windowlen,
+        }
+    )
+
+
+def _trace_samples(metadata: pd.DataFrame) -> np.ndarray:
+    if "trace_npts" in metadata.columns:
+        return (
+            pd.to_numeric(metadata["trace_npts"], errors="coerce").fillna(PHASE_CONTEXT).to_numpy()
+        )
+    return np.full(len(metadata), PHASE_CONTEXT)
+
+
+def _require_pick_columns(dataset: sbd.WaveformDataset) -> dict[str, str]:
+    columns = pick_columns(dataset.metadata)
+    if not columns:
+        raise SeismicMLError(
+            "the dataset has no pick columns (trace_<phase>_arrival_sample): nothing to label"
+        )
+    return columns

@@ -1,0 +1,136 @@
+"""Resolve a --dataset value (seisbench name, directory, synthetic[:N[:SEED]]) to a dataset."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seisbench.data as sbd
+
+from seismic_ml.errors import SeismicMLError
+
+SAMPLING_RATE = 100
+COMPONENT_ORDER = "ZNE"
+SPLITS = ("train", "dev", "test")
+SEISBENCH_DATASETS: dict[str, type[sbd.BenchmarkDataset]] = {
+    "ETHZ": sbd.ETHZ,
+    "STEAD": sbd.STEAD,
+    "GEOFON": sbd.GEOFON,
+    "MLAAPDE": sbd.MLAAPDE,
+}
+DEFAULT_SYNTHETIC_TRACES = 2000
+_PICK_COLUMN = re.compile(r"^trace_(?P<phase>.+)_arrival_sample$")
+_SYNTHETIC = re.compile(r"^synthetic(?::(?P<n>\d+))?(?::(?P<seed>\d+))?$")
+
+
+def known_datasets() -> list[str]:
+    """Names accepted by --dataset besides a directory path."""
+    return ["synthetic", "synthetic:N", "synthetic:N:SEED", *SEISBENCH_DATASETS]
+
+
+def load_dataset(name: str) -> sbd.WaveformDataset:
+    """The dataset behind a --dataset value, at 100 Hz in ZNE order."""
+    match = _SYNTHETIC.match(name)
+    if match:
+        return _load_synthetic(int(match["n"] or DEFAULT_SYNTHETIC_TRACES), int(match["seed"] or 0))
+    if name.upper() in SEISBENCH_DATASETS:
+        return _load_seisbench(SEISBENCH_DATASETS[name.upper()])
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return load_directory(path)
+    known = ", ".join(known_datasets())
+    raise SeismicMLError(f"unknown dataset {name!r}: not a directory and not one of: {known}")
+
+
+def _load_synthetic(n_traces: int, seed: int) -> sbd.WaveformDataset:
+    from seismic_ml.data.synthetic import ensure_synthetic
+
+    return load_directory(ensure_synthetic(n_traces, seed))
+
+
+def load_directory(path: Path) -> sbd.WaveformDataset:
+    """A directory in seisbench's format (metadata.csv + waveforms.hdf5)."""
+    missing = [f for f in ("metadata.csv", "waveforms.hdf5") if not (path / f).is_file()]
+    if missing:
+        raise SeismicMLError(
+            f"{path} is not a seisbench dataset: missing {' and '.join(missing)} "
+            "(write one with seisbench.data.WaveformDataWriter)"
+        )
+    dataset = sbd.WaveformDataset(
+        path, sampling_rate=SAMPLING_RATE, component_order=COMPONENT_ORDER, cache="full"
+    )
+    if len(dataset) == 0:
+        raise SeismicMLError(f"{path} holds no traces")
+    return dataset
+
+
+def _load_seisbench(cls: type[sbd.BenchmarkDataset]) -> sbd.WaveformDataset:
+    """A seisbench benchmark dataset; offline and not cached is a clear error, leaving no debris."""
+    path = cls._path_internal()
+    existed = path.exists()
+    try:
+        return cls(sampling_rate=SAMPLING_RATE, component_order=COMPONENT_ORDER, cache="full")
+    except (OSError, ValueError) as exc:
+        _remove_partial_download(path, existed)
+        name = cls.__name__
+        raise SeismicMLError(
+            f"dataset {name} is not cached at {path} and could not be downloaded "
+            f"({type(exc).__name__}); seisbench looks under SEISBENCH_CACHE_ROOT "
+            f"(now {path.parent.parent}); fetch it on a machine with network access with "
+            f"`python -c 'import seisbench.data as sbd; sbd.{name}()'` and copy "
+            f"datasets/{path.name} there"
+        ) from exc
+
+
+def _remove_partial_download(path: Path, existed: bool) -> None:
+    for partial in path.glob("*.partial") if path.exists() else []:
+        partial.unlink()
+    if not existed and path.exists() and not any(path.iterdir()):
+        shutil.rmtree(path)
+
+
+def phase_of_column(column: str) -> str | None:
+    """P or S for a trace_<phase>_arrival_sample column (Pg, sP -> P; Sg, SmS -> S), else None."""
+    match = _PICK_COLUMN.match(column)
+    if not match:
+        return None
+    letters = [c for c in match["phase"].upper() if c in "PS"]
+    return letters[-1] if letters else None
+
+
+def pick_columns(metadata: pd.DataFrame) -> dict[str, str]:
+    """Every pick column of the metadata mapped to P or S, as seisbench's benchmarks do."""
+    mapping = {col: phase_of_column(col) for col in metadata.columns}
+    return {col: phase for col, phase in mapping.items() if phase}
+
+
+def first_pick(metadata: pd.DataFrame, phase: str) -> pd.Series:
+    """Earliest pick sample of one phase per trace (NaN where the trace has none)."""
+    columns = [col for col, p in pick_columns(metadata).items() if p == phase]
+    if not columns:
+        return pd.Series(np.nan, index=metadata.index)
+    return metadata[columns].apply(pd.to_numeric, errors="coerce").min(axis=1)
+
+
+def get_split(dataset: sbd.WaveformDataset, split: str, max_traces: int = 0) -> sbd.WaveformDataset:
+    """One split; datasets without a split column get a deterministic 70/10/20 split."""
+    if split not in SPLITS:
+        raise SeismicMLError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    if "split" in dataset.metadata.columns:
+        labels = dataset.metadata["split"].astype(str).to_numpy()
+    else:
+        labels = _default_split(len(dataset))
+    mask = labels == split
+    if max_traces:
+        mask &= np.cumsum(mask) <= max_traces
+    if not mask.any():
+        raise SeismicMLError(f"the dataset has no traces in split {split!r}")
+    return dataset.filter(mask, inplace=False)
+
+
+def _default_split(n: int) -> np.ndarray:
+    draw = np.random.default_rng(0).random(n)
+    return np.where(draw < 0.7, "train", np.where(draw < 0.8, "dev", "test"))

@@ -1,0 +1,107 @@
+"""MagnitudeNet (amag_v2): CNN encoder, BiLSTM, self-attention, attention pooling, regression.
+
+Six stride-2 convolution stages shrink a 3001-sample trace to 47 steps of 128 channels; a
+BiLSTM reads them in both directions, multi-head self-attention (residual + LayerNorm)
+relates distant parts (P and S, coda), and attention + max pooling over time feeds
+MagnitudeHead together with log10 of the removed amplitude scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from seismic_ml.config import option
+from seismic_ml.errors import SeismicMLError
+from seismic_ml.models.magnitude import (
+    COMPONENT_ORDER,
+    SAMPLING_RATE,
+    AmplitudeNormalizer,
+    MagnitudeConfig,
+    MagnitudeHead,
+    TimePooling,
+    check_dropout,
+)
+
+IN_SAMPLES = 3001
+CNN_CHANNELS = (16, 32, 64, 64, 128, 128)
+CNN_KERNEL = 7
+
+
+@dataclass
+class Config(MagnitudeConfig):
+    """Hyperparameters of MagnitudeNet."""
+
+    lstm_hidden: int = option(128, "BiLSTM hidden units per direction", positive=True)
+    lstm_layers: int = option(2, "stacked BiLSTM layers", positive=True)
+    attention_heads: int = option(4, "self-attention heads", positive=True)
+    dropout: float = option(0.2, "dropout in the encoder, LSTM, attention and head")
+
+    def validate(self) -> None:
+        """Check field metadata, the dropout range and that heads divide the BiLSTM width."""
+        super().validate()
+        check_dropout(self.dropout)
+        if (2 * self.lstm_hidden) % self.attention_heads:
+            raise SeismicMLError(
+                f"2 * lstm_hidden ({2 * self.lstm_hidden}) must be divisible by "
+                f"attention_heads ({self.attention_heads})"
+            )
+
+
+def conv_encoder(dropout: float) -> nn.Sequential:
+    """Stride-2 conv + BatchNorm + GELU stages, each halving the time axis."""
+    layers: list[nn.Module] = []
+    in_channels = 3
+    for channels in CNN_CHANNELS:
+        layers += [
+            nn.Conv1d(in_channels, channels, CNN_KERNEL, stride=2, padding=CNN_KERNEL // 2),
+            nn.BatchNorm1d(channels),
+            nn.GELU(),
+        ]
+        in_channels = channels
+    layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class MagnitudeNet(nn.Module):
+    """Raw counts (B, 3, 3001) -> magnitude (B,), or (B, 2) with log sigma."""
+
+    in_samples = IN_SAMPLES
+    sampling_rate = SAMPLING_RATE
+    component_order = COMPONENT_ORDER
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.predicts_uncertainty = config.predicts_uncertainty
+        self.normalizer = AmplitudeNormalizer(config.norm)
+        self.encoder = conv_encoder(config.dropout)
+        self.lstm = nn.LSTM(
+            CNN_CHANNELS[-1],
+            config.lstm_hidden,
+            num_layers=config.lstm_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=config.dropout if config.lstm_layers > 1 else 0.0,
+        )
+        width = 2 * config.lstm_hidden
+        self.attention = nn.MultiheadAttention(
+            width, config.attention_heads, dropout=config.dropout, batch_first=True
+        )
+        self.attention_norm = nn.LayerNorm(width)
+        self.pool = TimePooling(width)
+        self.head = MagnitudeHead(self.pool.out_features, config.dropout, self.predicts_uncertainty)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One magnitude (and optionally log sigma) per trace."""
+        x, log_scale = self.normalizer(x)
+        seq, _ = self.lstm(self.encoder(x).transpose(1, 2))
+        attended, _ = self.attention(seq, seq, seq, need_weights=False)
+        seq = self.attention_norm(seq + attended)
+        return self.head(self.pool(seq.transpose(1, 2)), log_scale)
+
+
+def build(config: Config) -> nn.Module:
+    """MagnitudeNet for the configured LSTM, attention, norm and loss."""
+    return MagnitudeNet(config)

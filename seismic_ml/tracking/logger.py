@@ -1,0 +1,67 @@
+"""The loop's MLflow callback: batched per-step metrics, epoch metrics, checkpoint artifacts."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from seismic_ml.training.checkpoint import save_checkpoint
+from seismic_ml.training.loop import Trainer
+
+MAX_BATCH = 1000
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_NAME = "last.pt"
+
+
+class MlflowLogger:
+    """Buffers per-step `lr` and `train/loss` and sends them with log_batch, not one by one."""
+
+    def __init__(self, run_id: str, flush_every: int = 200) -> None:
+        self.run_id = run_id
+        self.client = MlflowClient()
+        self.flush_every = flush_every
+        self.buffer: list[Metric] = []
+
+    def on_step(self, trainer: Trainer, lr: float, loss: float) -> None:
+        """Queue the step's learning rate and loss (step = optimizer steps before this one)."""
+        step = trainer.state.step - 1
+        now = int(time.time() * 1000)
+        self.buffer.append(Metric("lr", lr, now, step))
+        self.buffer.append(Metric("train/loss", loss, now, step))
+        if len(self.buffer) >= self.flush_every:
+            self.flush()
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float], is_best: bool) -> None:
+        """Epoch metrics at step = epoch number; the mean training loss as train/epoch_loss."""
+        epoch = trainer.state.epoch
+        now = int(time.time() * 1000)
+        for key, value in metrics.items():
+            name = "train/epoch_loss" if key == "train/loss" else key
+            self.buffer.append(Metric(name, value, now, epoch))
+        self.flush()
+
+    def flush(self) -> None:
+        """Send everything buffered, in chunks the server accepts."""
+        while self.buffer:
+            chunk, self.buffer = self.buffer[:MAX_BATCH], self.buffer[MAX_BATCH:]
+            self.client.log_batch(self.run_id, metrics=chunk)
+
+
+class CheckpointLogger:
+    """Writes the resumable snapshot atomically after each epoch and logs it to the run."""
+
+    def __init__(self) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="seismic_ml_ckpt_"))
+
+    def on_step(self, trainer: Trainer, lr: float, loss: float) -> None:
+        """Nothing per step."""
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float], is_best: bool) -> None:
+        """Snapshot the trainer as checkpoints/last.pt of the active run."""
+        path = save_checkpoint(trainer.state_dict(), self._dir / CHECKPOINT_NAME)
+        mlflow.log_artifact(str(path), artifact_path=CHECKPOINT_DIR)

@@ -1,0 +1,101 @@
+"""MLflow run lifecycle: reuse the run `mlflow run` hands over, close it with the right status."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+
+import seismic_ml
+
+DEFAULT_EXPERIMENT = "seismic-ml"
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM."""
+
+
+def under_mlflow_project() -> bool:
+    """True inside `mlflow run`, which hands us a run to reuse and an experiment to keep."""
+    return bool(os.environ.get("MLFLOW_RUN_ID"))
+
+
+def use_experiment(name: str | None) -> None:
+    """Select the experiment unless `mlflow run` or the environment already chose one."""
+    if under_mlflow_project() or mlflow.active_run() is not None:
+        return
+    if name is None and (
+        os.environ.get("MLFLOW_EXPERIMENT_ID") or os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    ):
+        return
+    mlflow.set_experiment(name or DEFAULT_EXPERIMENT)
+
+
+@contextmanager
+def tracked_run(
+    run_name: str | None = None,
+    experiment: str | None = None,
+    run_id: str | None = None,
+    nested: bool = False,
+    tags: dict[str, str] | None = None,
+) -> Iterator[mlflow.ActiveRun]:
+    """Start (or resume) a run and end it FINISHED, FAILED on an exception, KILLED on a signal."""
+    if run_id is None and not nested:
+        use_experiment(experiment)
+    with _sigterm_raises():
+        run = mlflow.start_run(run_id=run_id, run_name=run_name, nested=nested, tags=tags)
+        try:
+            yield run
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")
+            raise
+        except BaseException:
+            mlflow.end_run("FAILED")
+            raise
+        mlflow.end_run("FINISHED")
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into an exception so the run can be closed as KILLED."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise Terminated(f"received signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def standard_tags(task: str, model_type: str, dataset: str) -> dict[str, str]:
+    """The tags every training run carries."""
+    return {
+        "task": task,
+        "model_type": model_type,
+        "dataset": dataset,
+        "git_commit": git_commit(),
+        "seismic_ml.version": seismic_ml.__version__,
+    }
+
+
+def git_commit() -> str:
+    """The commit of the code that ran, or 'unknown' outside a git checkout."""
+    root = Path(seismic_ml.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"

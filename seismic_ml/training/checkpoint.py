@@ -1,0 +1,38 @@
+"""Atomic checkpoint files: written to a temporary sibling, fsynced, then renamed into place."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seismic_ml.errors import SeismicMLError
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
+    """Write state to path so that a crash leaves either the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint written by save_checkpoint."""
+    if not path.is_file():
+        raise SeismicMLError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise SeismicMLError(f"checkpoint {path} is unreadable: {exc}") from exc

@@ -1,0 +1,219 @@
+"""The one training loop: warmup and plateau schedule, clipping, early stopping, callbacks."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from seismic_ml.config import TrainConfig
+from seismic_ml.errors import SeismicMLError
+from seismic_ml.training.schedule import WarmupPlateauSchedule
+from seismic_ml.training.tasks import Task
+
+OPTIMIZERS = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW, "SGD": torch.optim.SGD}
+
+
+@dataclass
+class LoopState:
+    """Progress that a checkpoint must carry for an exact resume."""
+
+    epoch: int = 0
+    step: int = 0
+    best_val_loss: float = math.inf
+    best_epoch: int = -1
+    epochs_without_improvement: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class Callback(Protocol):
+    """Observer of the loop: tracking, checkpoints, Optuna pruning."""
+
+    def on_step(self, trainer: Trainer, lr: float, loss: float) -> None:
+        """After each optimizer step."""
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float], is_best: bool) -> None:
+        """After validation of each epoch; may raise to stop (pruning)."""
+
+
+class Trainer:
+    """Holds the model, optimizer, schedule and progress; `fit` runs the epochs."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        train_loader: DataLoader,
+        val_loader: DataLoader,
+        cfg: TrainConfig,
+        device: torch.device,
+    ) -> None:
+        self.model = model.to(device)
+        self.task = task
+        self.train_loader = train_loader
+        self.val_loader = val_loader
+        self.cfg = cfg
+        self.device = device
+        self.optimizer = make_optimizer(model, cfg)
+        self.steps_per_epoch = steps_per_epoch(len(train_loader), cfg.max_steps_per_epoch)
+        self.schedule = WarmupPlateauSchedule(
+            self.optimizer,
+            peak_lr=cfg.learning_rate,
+            warmup_steps=round(cfg.warmup_epochs * self.steps_per_epoch),
+            patience=cfg.scheduler_patience,
+            factor=cfg.scheduler_factor,
+        )
+        self.state = LoopState()
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def fit(self, callbacks: Sequence[Callback] = ()) -> LoopState:
+        """Train until the configured epochs or early stopping."""
+        while self.state.epoch < self.cfg.epochs and not self.state.stopped_early:
+            started = time.perf_counter()
+            self._seed_epoch()
+            train_loss = self.train_epoch(callbacks)
+            metrics = {"train/loss": train_loss, **self.validate()}
+            metrics["epoch_time_s"] = time.perf_counter() - started
+            metrics["lr_epoch_end"] = self.schedule.lr
+            is_best = self._record_epoch(metrics)
+            for callback in callbacks:
+                callback.on_epoch_end(self, metrics, is_best)
+        return self.state
+
+    def train_epoch(self, callbacks: Sequence[Callback]) -> float:
+        """One pass over the training loader; returns the mean loss."""
+        self.model.train()
+        losses = []
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            desc=f"epoch {self.state.epoch + 1}/{self.cfg.epochs}",
+            disable=not sys.stderr.isatty(),
+            leave=False,
+        )
+        for batch in self.train_loader:
+            if len(losses) >= self.steps_per_epoch:
+                break
+            lr = self.schedule.before_step()
+            loss = self._step(batch)
+            self.schedule.after_step()
+            self.state.step += 1
+            losses.append(loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+            for callback in callbacks:
+                callback.on_step(self, lr, loss)
+        bar.close()
+        return float(np.mean(losses))
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> float:
+        x, y = batch["X"].to(self.device), batch["y"].to(self.device)
+        loss = self.task.loss(self.task.forward(self.model, x), y)
+        if not torch.isfinite(loss):
+            raise SeismicMLError(f"training diverged: loss {loss.item()} at step {self.state.step}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Loss and task metrics on the whole validation split, in a fixed order."""
+        self.model.eval()
+        outputs, targets, losses, sizes = [], [], [], []
+        for batch in self.val_loader:
+            x, y = batch["X"].to(self.device), batch["y"].to(self.device)
+            output = self.task.forward(self.model, x)
+            losses.append(float(self.task.loss(output, y)))
+            sizes.append(len(x))
+            outputs.append(output.cpu())
+            targets.append(y.cpu())
+        metrics = self.task.metrics(torch.cat(outputs), torch.cat(targets))
+        val_loss = float(np.average(losses, weights=sizes))
+        return {"val/loss": val_loss, **{f"val/{k}": v for k, v in metrics.items()}}
+
+    def _record_epoch(self, metrics: dict[str, float]) -> bool:
+        state = self.state
+        state.epoch += 1
+        state.history.append({"epoch": state.epoch, "step": state.step, **metrics})
+        self.schedule.epoch_end(metrics["val/loss"])
+        is_best = metrics["val/loss"] < state.best_val_loss
+        if is_best:
+            state.best_val_loss, state.best_epoch = metrics["val/loss"], state.epoch
+            state.epochs_without_improvement = 0
+            self.best_weights = {
+                k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
+            }
+        else:
+            state.epochs_without_improvement += 1
+        patience = self.cfg.early_stopping_patience
+        state.stopped_early = patience > 0 and state.epochs_without_improvement >= patience
+        return is_best
+
+    def _seed_epoch(self) -> None:
+        """Augmentations draw from numpy's global RNG: seed it per epoch so resume repeats it."""
+        np.random.seed((self.cfg.seed * 1_000_003 + self.state.epoch) % 2**32)
+        self.train_loader.generator.manual_seed(self.cfg.seed + self.state.epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """A resumable snapshot: weights, optimizer, schedule, progress, best weights."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "loop": self.state.__dict__.copy(),
+            "best_weights": self.best_weights,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, snapshot: dict[str, Any]) -> None:
+        """Continue from a snapshot written by state_dict."""
+        self.model.load_state_dict(snapshot["model"])
+        self.optimizer.load_state_dict(snapshot["optimizer"])
+        self.schedule.load_state_dict(snapshot["schedule"])
+        self.state = LoopState(**snapshot["loop"])
+        self.state.stopped_early = False
+        self.best_weights = snapshot["best_weights"]
+        torch.set_rng_state(snapshot["torch_rng"])
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The configured optimizer at the peak learning rate."""
+    kwargs: dict[str, Any] = {"lr": cfg.learning_rate, "weight_decay": cfg.weight_decay}
+    if cfg.optimizer == "SGD":
+        kwargs["momentum"] = 0.9
+    return OPTIMIZERS[cfg.optimizer](model.parameters(), **kwargs)
+
+
+def steps_per_epoch(n_batches: int, cap: int) -> int:
+    """Optimizer steps in one epoch: the loader's length, or the cap when smaller."""
+    if n_batches == 0:
+        raise SeismicMLError("the training split is empty: no batches to train on")
+    return min(n_batches, cap) if cap > 0 else n_batches
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto picks CUDA, then MPS, then CPU; an unavailable device is a clear error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SeismicMLError(f"device {name!r} requested but CUDA is not available here")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise SeismicMLError(f"unknown device {name!r}") from exc

@@ -1,0 +1,158 @@
+"""What differs between phase picking and magnitude: data loaders, loss and validation metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import seisbench.data as sbd
+import seisbench.util
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from seismic_ml.config import RunConfig
+from seismic_ml.data import pipelines
+from seismic_ml.data.registry import get_split
+from seismic_ml.models.magnitude import magnitude_loss
+
+
+class Task(Protocol):
+    """The task-specific half of training; the loop itself knows nothing of seismology."""
+
+    name: str
+
+    def datasets(self, dataset: sbd.WaveformDataset, model: nn.Module) -> tuple[Dataset, Dataset]:
+        """Training generator and deterministic validation generator."""
+
+    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Model output in the form the loss wants."""
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean loss of a batch."""
+
+    def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        """Validation metrics over the whole split (without the loss)."""
+
+
+@dataclass
+class PhaseTask:
+    """Pick P and S: cross-entropy against Gaussian probabilistic labels."""
+
+    cfg: RunConfig
+    name: str = "phase"
+    labels: str = "NPS"
+
+    def datasets(self, dataset: sbd.WaveformDataset, model: nn.Module) -> tuple[Dataset, Dataset]:
+        """Random windows around picks for training, seeded fixed windows for validation."""
+        data = self.cfg.data
+        train = get_split(dataset, "train", data.max_traces)
+        dev = get_split(dataset, "dev", data.max_traces)
+        norm = getattr(model, "norm", "std")
+        self.labels = model.labels
+        return (
+            pipelines.phase_train_generator(
+                train, model.labels, model.in_samples, data.label_sigma, norm
+            ),
+            pipelines.phase_eval_generator(
+                dev, model.labels, model.in_samples, data.label_sigma, self.cfg.train.seed, norm
+            ),
+        )
+
+    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities per class and sample."""
+        return torch.log_softmax(model(x, logits=True), dim=1)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy with soft labels, summed over classes, averaged over samples."""
+        return -(target * output).sum(dim=1).mean()
+
+    def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        """Median absolute pick residual (s) per phase on windows whose label peaks above 0.5."""
+        result = {}
+        for phase in "PS":
+            if phase not in self.labels:
+                continue
+            channel = self.labels.index(phase)
+            has_pick = targets[:, channel].amax(dim=1) > 0.5
+            if has_pick.any():
+                true = targets[has_pick, channel].argmax(dim=1)
+                pred = outputs[has_pick, channel].argmax(dim=1)
+                residual = (pred - true).abs().float() / 100.0
+                result[f"{phase.lower()}_residual_median_s"] = float(residual.median())
+        return result
+
+
+@dataclass
+class MagnitudeTask:
+    """Regress one magnitude per trace (and optionally its uncertainty)."""
+
+    cfg: RunConfig
+    name: str = "magnitude"
+
+    def datasets(self, dataset: sbd.WaveformDataset, model: nn.Module) -> tuple[Dataset, Dataset]:
+        """Traces with a magnitude and a P pick: random P offset for training, seeded for val."""
+        data = self.cfg.data
+        train = pipelines.magnitude_subset(
+            get_split(dataset, "train", data.max_traces), data.magnitude_type
+        )
+        dev = pipelines.magnitude_subset(
+            get_split(dataset, "dev", data.max_traces), data.magnitude_type
+        )
+        return (
+            pipelines.magnitude_train_generator(train, model.in_samples),
+            pipelines.magnitude_eval_generator(dev, model.in_samples, self.cfg.train.seed),
+        )
+
+    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Magnitude (B,) or magnitude and log sigma (B, 2)."""
+        return model(x)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The configured regression loss (mse, huber, gaussian_nll)."""
+        return magnitude_loss(self.cfg.model.loss, output, target)
+
+    def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        """Per-trace MAE, RMSE and R² of the predicted magnitude."""
+        pred = outputs[:, 0] if outputs.ndim == 2 else outputs
+        residual = (pred - targets).double()
+        variance = float(targets.double().var(unbiased=False))
+        mse = float((residual**2).mean())
+        return {
+            "mae": float(residual.abs().mean()),
+            "rmse": mse**0.5,
+            "r2": 1.0 - mse / variance if variance > 0 else float("nan"),
+        }
+
+
+TASKS = {"phase": PhaseTask, "magnitude": MagnitudeTask}
+
+
+def make_task(cfg: RunConfig) -> Task:
+    """The task object of a run's model type."""
+    return TASKS[cfg.task](cfg)
+
+
+def make_loaders(
+    train_set: Dataset, val_set: Dataset, batch_size: int, num_workers: int, seed: int
+) -> tuple[DataLoader, DataLoader]:
+    """Seeded, shuffled training loader and an ordered validation loader."""
+    generator = torch.Generator().manual_seed(seed)
+    common = {
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "worker_init_fn": seisbench.util.worker_seeding,
+    }
+    train = DataLoader(train_set, shuffle=True, generator=generator, drop_last=False, **common)
+    val = DataLoader(val_set, shuffle=False, **common)
+    return train, val
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy's global RNG (seisbench augmentations draw from it) and Python's."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,111 @@
+"""A real `mlflow server` subprocess on a free loopback port, and PostgreSQL when it answers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+MLFLOW = str(Path(sys.executable).with_name("mlflow"))
+POSTGRES = ("127.0.0.1", 5432)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.read().decode().strip() == "OK":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"mlflow server at {url} not healthy after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URI of a real MLflow tracking server (SQLite backend, served artifacts) for the session."""
+    root = tmp_path_factory.mktemp("mlflow_server")
+    port = free_port()
+    log = open(root / "server.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            MLFLOW, "server",
+            "--backend-store-uri", f"sqlite:///{root / 'backend.db'}",
+            "--artifacts-destination", str(root / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+        ],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def tracking_uri(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point this test's MLflow client (and its subprocesses) at the session server."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    mlflow.set_tracking_uri(mlflow_server)
+    yield mlflow_server
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", mlflow_server))
+
+
+def postgres_answers() -> bool:
+    """True when something accepts connections on 127.0.0.1:5432."""
+    try:
+        with socket.create_connection(POSTGRES, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database; skips (or fails when SEISMIC_ML_REQUIRE_POSTGRES=1) without one."""
+    if not postgres_answers():
+        message = "PostgreSQL does not answer on 127.0.0.1:5432"
+        if os.environ.get("SEISMIC_ML_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message + " (SEISMIC_ML_REQUIRE_POSTGRES=1)")
+        pytest.skip(message)
+    import sqlalchemy
+
+    name = f"seismic_ml_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(
+        "postgresql+psycopg2://postgres@127.0.0.1:5432/test", isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
