@@ -19,6 +19,7 @@ from seismic_ml.config import RunConfig
 from seismic_ml.errors import SeismicMLError
 
 MODEL_NAME = "model"
+MODEL_URI_TAG = "seismic_ml.model_uri"
 REQUIREMENTS = ("torch", "seisbench", "mlflow", "numpy", "pandas", "obspy")
 
 
@@ -66,6 +67,14 @@ def load_model(model_uri: str) -> nn.Module:
     except (MlflowException, OSError) as exc:
         raise SeismicMLError(f"cannot load model {model_uri!r}: {_first_line(exc)}") from exc
     return model.eval()
+
+
+def run_model_uri(run_id: str) -> str:
+    """The URI of the model a training run logged (kept in a tag of the run)."""
+    uri = get_run(run_id).data.tags.get(MODEL_URI_TAG)
+    if not uri:
+        raise SeismicMLError(f"run {run_id} logged no model (no {MODEL_URI_TAG} tag)")
+    return uri
 
 
 def run_config(run_id: str) -> RunConfig:

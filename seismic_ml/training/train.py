@@ -99,6 +99,7 @@ def _train_in_run(
     if options.log_model:
         example = model_io.example_input(model)
         uri = model_io.log_model(model, example, options.register_as, options.alias)
+        mlflow.set_tag(model_io.MODEL_URI_TAG, uri)
     return TrainResult(run_id, metrics, model, uri, state.history)
 
 

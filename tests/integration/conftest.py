@@ -89,7 +89,7 @@ def postgres_answers() -> bool:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database; skips (or fails when SEISMIC_ML_REQUIRE_POSTGRES=1) without one."""
+    """A fresh PostgreSQL database; skips without one (fails if SEISMIC_ML_REQUIRE_POSTGRES=1)."""
     if not postgres_answers():
         message = "PostgreSQL does not answer on 127.0.0.1:5432"
         if os.environ.get("SEISMIC_ML_REQUIRE_POSTGRES") == "1":
