@@ -18,3 +18,37 @@ os.environ["GIT_PYTHON_REFRESH"] = "quiet"
 def test_root() -> Path:
     """The session's scratch folder holding the seisbench cache and the default MLflow store."""
     return _ROOT
+
+
+TINY_DATASET = "synthetic:200"
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset() -> str:
+    """The --dataset value of a 200-trace synthetic set, built once into the session cache."""
+    from seismic_ml.data.registry import load_dataset
+
+    load_dataset(TINY_DATASET)
+    return TINY_DATASET
+
+
+def tiny_run_config(model_type: str = "amag_v2", dataset: str = TINY_DATASET, **train: object):
+    """A RunConfig small enough to train in a second or two on 2 cores."""
+    from seismic_ml.config import DataConfig, RunConfig, TrainConfig
+    from seismic_ml.models.registry import get_spec
+
+    small = {
+        "amag_v2": {"lstm_hidden": 8, "lstm_layers": 1, "attention_heads": 2},
+        "phasenet_lstm": {"lstm_hidden_size": 8},
+        "phasenet_conv_lstm": {"convlstm_hidden": 4},
+        "eqtransformer_mag": {
+            "transformer_d_model": 16,
+            "transformer_nhead": 2,
+            "transformer_num_encoder_layers": 1,
+            "transformer_dim_feedforward": 32,
+        },
+    }
+    model = get_spec(model_type).config_cls(**small.get(model_type, {}))
+    settings = {"epochs": 1, "batch_size": 8, "max_steps_per_epoch": 3, "warmup_epochs": 1.0}
+    settings.update(train)
+    return RunConfig(model_type, model, DataConfig(dataset=dataset), TrainConfig(**settings))

@@ -135,14 +135,16 @@ def write_synthetic(out_dir: Path, n_traces: int = 2000, seed: int = 0) -> Path:
     rngs = [np.random.default_rng(s) for s in wave_seq.spawn(len(chunks))]
     snr = np.full(n_traces, np.nan)
     waveforms = []
-    for start, rng in zip(chunks, rngs):
+    for start, rng in zip(chunks, rngs, strict=True):
         rows = plan.iloc[start : start + _CHUNK]
         counts, snr[start : start + len(rows)] = _synthesize(rows, network, rng)
         waveforms.append(counts)
     plan["trace_snr_db"] = np.round(snr, 3)
     with WaveformDataWriter(out_dir / "metadata.csv", out_dir / "waveforms.hdf5") as writer:
         writer.data_format = _data_format()
-        for record, waveform in zip(_metadata(plan, network), np.concatenate(waveforms)):
+        for record, waveform in zip(
+            _metadata(plan, network), np.concatenate(waveforms), strict=True
+        ):
             writer.add_trace(record, waveform)
     return out_dir
 
@@ -306,7 +308,7 @@ def _splits(rng: np.random.Generator, plan: pd.DataFrame) -> np.ndarray:
     events, counts = np.unique(ids, return_counts=True)
     perm = rng.permutation(len(events))
     done = np.cumsum(counts[perm]) - counts[perm] / 2.0
-    by_event = dict(zip(events[perm], _split_names(done / counts.sum())))
+    by_event = dict(zip(events[perm], _split_names(done / counts.sum()), strict=True))
     split[quake] = [by_event[i] for i in ids]
     n_noise = int((~quake).sum())
     split[~quake] = _split_names((rng.permutation(n_noise) + 0.5) / n_noise)

@@ -1,0 +1,155 @@
+"""Evaluation figures: magnitude scatter and residuals, pick residuals, probability curves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+MODEL_STYLE = {"s": 10, "alpha": 0.6, "color": "tab:blue", "label": "model"}
+BASELINE_STYLE = {"s": 10, "alpha": 0.5, "color": "tab:grey", "label": "ML baseline"}
+PHASE_COLORS = {"P": "tab:red", "S": "tab:blue", "N": "tab:grey"}
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_magnitude(predictions: pd.DataFrame, path: Path) -> Path:
+    """True vs predicted, residual histogram, residual vs magnitude and vs distance (2x2)."""
+    p = predictions
+    has_baseline = "baseline_ml" in p and p["baseline_ml"].notna().any()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 9))
+    ax = axes[0, 0]
+    if has_baseline:
+        ax.scatter(p["true_magnitude"], p["baseline_ml"], **BASELINE_STYLE)
+    ax.scatter(p["true_magnitude"], p["pred_magnitude"], **MODEL_STYLE)
+    lims = [p["true_magnitude"].min() - 0.5, p["true_magnitude"].max() + 0.5]
+    ax.plot(lims, lims, "k--", lw=1)
+    ax.set(xlabel="catalogue magnitude", ylabel="predicted magnitude", title="true vs predicted")
+    ax.legend()
+    _residual_histogram(axes[0, 1], p, has_baseline)
+    _residual_scatter(axes[1, 0], p, "true_magnitude", "catalogue magnitude", has_baseline)
+    _residual_scatter(axes[1, 1], p, "distance_km", "hypocentral distance (km)", has_baseline)
+    return _save(fig, path)
+
+
+def _residual_histogram(ax: plt.Axes, p: pd.DataFrame, has_baseline: bool) -> None:
+    residual = p["residual"].dropna()
+    bins = np.linspace(min(-1.5, residual.min()), max(1.5, residual.max()), 41)
+    if has_baseline:
+        ax.hist(
+            p["baseline_residual"].dropna(),
+            bins=bins,
+            color="tab:grey",
+            alpha=0.5,
+            label="ML baseline",
+        )
+    ax.hist(residual, bins=bins, color="tab:blue", alpha=0.7, label="model")
+    ax.axvline(0, color="k", lw=1)
+    ax.set(xlabel="predicted - true", ylabel="traces", title="residuals")
+    ax.legend()
+
+
+def _residual_scatter(
+    ax: plt.Axes, p: pd.DataFrame, column: str, label: str, has_baseline: bool
+) -> None:
+    if column not in p or p[column].notna().sum() == 0:
+        ax.text(0.5, 0.5, f"no {label}", ha="center", va="center", transform=ax.transAxes)
+        return
+    if has_baseline:
+        ax.scatter(p[column], p["baseline_residual"], **BASELINE_STYLE)
+    ax.scatter(p[column], p["residual"], **MODEL_STYLE)
+    ax.axhline(0, color="k", lw=1)
+    ax.set(xlabel=label, ylabel="predicted - true", title=f"residual vs {label.split(' (')[0]}")
+
+
+def plot_pick_residuals(residuals: dict[str, np.ndarray], path: Path, limit_s: float = 1.0) -> Path:
+    """One histogram per labelled residual set (e.g. model P, model S, STA/LTA P), in seconds."""
+    fig, axes = plt.subplots(1, len(residuals), figsize=(5 * len(residuals), 4), squeeze=False)
+    bins = np.linspace(-limit_s, limit_s, 41)
+    for ax, (label, values) in zip(axes[0], residuals.items()):
+        values = np.asarray(values, dtype=float)
+        outside = int((np.abs(values) > limit_s).sum())
+        ax.hist(np.clip(values, -limit_s, limit_s), bins=bins, color="tab:blue", alpha=0.8)
+        ax.axvline(0, color="k", lw=1)
+        ax.set(
+            xlabel="predicted - labelled onset (s)",
+            ylabel="windows",
+            title=f"{label}: {len(values)} picks, {outside} beyond ±{limit_s:g} s",
+        )
+    return _save(fig, path)
+
+
+@dataclass
+class ExampleWindow:
+    """One evaluation window to draw: waveform, predicted curves, labelled onsets."""
+
+    name: str
+    waveform: np.ndarray
+    probabilities: np.ndarray
+    labels: str
+    onsets: dict[str, float]
+
+
+def plot_examples(examples: Sequence[ExampleWindow], sampling_rate: float, path: Path) -> Path:
+    """Waveforms with the predicted P and S probability curves and the labelled onsets."""
+    fig, axes = plt.subplots(len(examples), 1, figsize=(11, 2.6 * len(examples)), squeeze=False)
+    for ax, ex in zip(axes[:, 0], examples):
+        t = np.arange(ex.waveform.shape[-1]) / sampling_rate
+        for row, comp in zip(ex.waveform, "ZNE"):
+            scale = np.abs(row).max() or 1.0
+            ax.plot(t, row / scale * 0.45 + 0.5, lw=0.5, alpha=0.6, label=comp)
+        twin = ax.twinx()
+        for channel, phase in enumerate(ex.labels):
+            if phase in "PS":
+                twin.plot(t, ex.probabilities[channel], color=PHASE_COLORS[phase], label=phase)
+        for phase, sample in ex.onsets.items():
+            if np.isfinite(sample):
+                ax.axvline(sample / sampling_rate, color=PHASE_COLORS[phase], ls="--", lw=1)
+        twin.set(ylim=(0, 1.05), ylabel="probability")
+        ax.set(yticks=[], title=ex.name, xlabel="time in window (s)")
+        twin.legend(loc="upper right")
+    return _save(fig, path)
+
+
+def plot_stream_picks(stream: object, annotations: object, picks: pd.DataFrame, path: Path) -> Path:
+    """predict's figure: each station's vertical trace, probability curves and picks."""
+    stations = sorted({".".join(tr.id.split(".")[:3]) for tr in stream})[:8]
+    fig, axes = plt.subplots(len(stations), 1, figsize=(11, 2.6 * len(stations)), squeeze=False)
+    for ax, station in zip(axes[:, 0], stations):
+        net, sta, loc = station.split(".")
+        traces = stream.select(network=net, station=sta, location=loc)
+        z = (traces.select(component="Z") or traces)[0]
+        t0 = z.stats.starttime
+        ax.plot(z.times(), z.data / (np.abs(z.data).max() or 1.0), color="k", lw=0.5)
+        twin = ax.twinx()
+        for tr in annotations.select(network=net, station=sta, location=loc):
+            phase = tr.stats.channel.split("_")[-1]
+            if phase in "PS":
+                twin.plot(
+                    tr.times() + (tr.stats.starttime - t0),
+                    tr.data,
+                    color=PHASE_COLORS[phase],
+                    label=phase,
+                )
+        for _, pick in picks[picks["station"].str.startswith(station)].iterrows():
+            ax.axvline(
+                pd.Timestamp(pick["time"]).timestamp() - t0.timestamp,
+                color=PHASE_COLORS.get(pick["phase"], "k"),
+                ls="--",
+            )
+        twin.set(ylim=(0, 1.05), ylabel="probability")
+        ax.set(title=station, xlabel=f"seconds after {t0}", yticks=[])
+    return _save(fig, path)
