@@ -56,6 +56,9 @@ class TrainConfig(ConfigBase):
     weight_decay: float = option(0.0, "weight decay")
     scheduler_patience: int = option(5, "epochs without improvement before the lr is reduced")
     scheduler_factor: float = option(0.5, "factor applied by the plateau scheduler", positive=True)
+    scheduler_threshold: float = option(
+        1e-4, "relative val-loss improvement that counts as progress for the plateau scheduler"
+    )
     early_stopping_patience: int = option(10, "epochs without improvement before stopping")
     grad_clip: float = option(1.0, "max gradient norm (0: off)")
     seed: int = option(42, "random seed for weights, data order and augmentation")

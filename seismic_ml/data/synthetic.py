@@ -62,6 +62,10 @@ _YEAR_S = 365.0 * 86400.0
 _SPLITS = (("train", 0.7), ("dev", 0.1), ("test", 0.2))
 _NOISE_WINDOW = (-500, -50)  # samples relative to floor(P)
 _SIGNAL_WINDOW = (0, 300)
+# Component mixing of the base series, rows Z, radial, transverse. P: [a, ez, er, et];
+# S: [sv, sh, dz, dr, dt]; a, sv, sh the coherent wave, the rest scattered energy.
+_P_MIX = np.array([[1.0, 0.2, 0, 0], [0.4, 0, 0.2, 0], [0, 0, 0, 0.2]])
+_S_MIX = np.array([[0.3, 0, 0.2, 0, 0], [0.8, 0, 0, 0.2, 0], [0, 1.0, 0, 0, 0.2]])
 
 
 def hutton_boore_minus_log_a0(r_km: np.ndarray | float) -> np.ndarray | float:
@@ -376,9 +380,9 @@ def _quake_velocity(rng: np.random.Generator, rows: pd.DataFrame, network: _Netw
     baz = np.deg2rad(rows["back_azimuth"].to_numpy(dtype=float))
     t_s = 0.5 / fc_s + 0.05 * r + 0.2
     coda_s = 1.0 + 0.03 * r
-    spec_p = _phase_spectrum(rng, f, rows["p_sample"], 0.5 * t_s, 0.6 * coda_s, _P_MIX, baz)
+    spec_p = _phase_spectrum(rng, rows["p_sample"], 0.5 * t_s, 0.6 * coda_s, _P_MIX, baz)
     spec_p *= _transfer(f, 1.5 * fc_s, r / (_Q * VP_KM_S) + kappa)
-    spec_s = _phase_spectrum(rng, f, rows["s_sample"], t_s, coda_s, _S_MIX, baz)
+    spec_s = _phase_spectrum(rng, rows["s_sample"], t_s, coda_s, _S_MIX, baz)
     spec_s *= _transfer(f, fc_s, r / (_Q * VS_KM_S) + kappa)
     spec_p *= _p_scale(spec_p, spec_s, rows["log10_ps_scatter"].to_numpy(dtype=float))
     spec = spec_p + spec_s
@@ -404,34 +408,27 @@ def _corner_frequency(magnitude: np.ndarray, log10_stress_drop: pd.Series) -> np
     return 0.4906 * VS_KM_S * 1000.0 * (stress / moment) ** (1.0 / 3.0)
 
 
-# Component mixing of the base series, rows Z, radial, transverse. P: [a, ez, er, et];
-# S: [sv, sh, dz, dr, dt]; a, sv, sh the coherent wave, the rest scattered energy.
-_P_MIX = np.array([[1.0, 0.2, 0, 0], [0.4, 0, 0.2, 0], [0, 0, 0, 0.2]])
-_S_MIX = np.array([[0.3, 0, 0.2, 0, 0], [0.8, 0, 0, 0.2, 0], [0, 1.0, 0, 0, 0.2]])
-
-
 def _phase_spectrum(
     rng: np.random.Generator,
-    f: np.ndarray,
     onset: pd.Series,
     duration_s: np.ndarray,
     coda_s: np.ndarray,
     mix: np.ndarray,
     baz: np.ndarray,
 ) -> np.ndarray:
-    """Spectrum (k, 3, len(f)) of envelope-shaped white noise on Z, N, E for one phase."""
-    t = np.arange(TRACE_SAMPLES) / SAMPLING_RATE
-    tau = t[None, :] - np.asarray(onset, dtype=float)[:, None] / SAMPLING_RATE
-    rise = 0.05 + 0.1 * duration_s[:, None]
-    lag = np.clip(tau, 0.0, None) / rise
-    env = (
-        lag**2
-        / (1.0 + lag**2)
-        * np.exp(-np.clip(tau - duration_s[:, None], 0.0, None) / coda_s[:, None])
-    )
+    """Spectrum (k, 3, _NFFT // 2 + 1) of envelope-shaped white noise on Z, N, E for one phase."""
+    env = _envelope(np.asarray(onset, dtype=float) / SAMPLING_RATE, duration_s, coda_s)
     base = rng.standard_normal((len(baz), mix.shape[1], TRACE_SAMPLES)) * env[:, None, :]
     zne = np.einsum("kcr,rm->kcm", _rotation_zrt_to_zne(baz), mix)
     return np.fft.rfft(np.einsum("kcm,kmt->kct", zne, base), n=_NFFT)
+
+
+def _envelope(onset_s: np.ndarray, duration_s: np.ndarray, coda_s: np.ndarray) -> np.ndarray:
+    """Zero before the onset, a smooth rise, a plateau of duration_s, then exponential coda."""
+    tau = np.arange(TRACE_SAMPLES)[None, :] / SAMPLING_RATE - onset_s[:, None]
+    lag = np.clip(tau, 0.0, None) / (0.05 + 0.1 * duration_s[:, None])
+    decay = np.exp(-np.clip(tau - duration_s[:, None], 0.0, None) / coda_s[:, None])
+    return lag**2 / (1.0 + lag**2) * decay
 
 
 def _rotation_zrt_to_zne(baz: np.ndarray) -> np.ndarray:
@@ -450,9 +447,9 @@ def _transfer(f: np.ndarray, fc: np.ndarray, t_star: np.ndarray) -> np.ndarray:
     w = 2j * SAMPLING_RATE * np.tan(np.pi * np.minimum(f, 0.4999 * SAMPLING_RATE) / SAMPLING_RATE)
     w = w[None, :]
     wc = 2.0 * np.pi * fc[:, None]
-    w_att = 1.0 / t_star[:, None]
+    w_att = 2.0 / t_star[:, None]  # 2 pi f_att, f_att = 1 / (pi t*)
     h = w * wc / (wc + w) ** 2 / (1.0 + w / w_att) ** 2
-    h[:, -1] = 0.0
+    h[:, -1] = 0.0; w = 2j * np.pi * f[None, :]; h = w * wc / (wc + w) ** 2 / (1.0 + w / w_att) ** 2
     return h[:, None, :]
 
 

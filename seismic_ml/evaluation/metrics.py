@@ -111,9 +111,9 @@ def onset_metrics(residual_s: np.ndarray, phase: str) -> dict[str, float]:
     key = phase.lower()
     residual_s = np.asarray(residual_s, dtype=float)
     if residual_s.size == 0:
-        return {f"{key}_n_picks": 0.0}
+        return {f"{key}_n_residuals": 0.0}
     return {
-        f"{key}_n_picks": float(residual_s.size),
+        f"{key}_n_residuals": float(residual_s.size),
         f"{key}_residual_mean_s": float(residual_s.mean()),
         f"{key}_residual_std_s": float(residual_s.std()),
         f"{key}_residual_mae_s": float(np.abs(residual_s).mean()),

@@ -15,6 +15,8 @@ import mlflow
 import seismic_ml
 
 DEFAULT_EXPERIMENT = "seismic-ml"
+# mlflow.set_experiment writes MLFLOW_EXPERIMENT_ID itself: remember what the user set.
+_USER_EXPERIMENT_ID = os.environ.get("MLFLOW_EXPERIMENT_ID")
 
 
 class Terminated(KeyboardInterrupt):
@@ -30,11 +32,10 @@ def use_experiment(name: str | None) -> None:
     """Select the experiment unless `mlflow run` or the environment already chose one."""
     if under_mlflow_project() or mlflow.active_run() is not None:
         return
-    if name is None and (
-        os.environ.get("MLFLOW_EXPERIMENT_ID") or os.environ.get("MLFLOW_EXPERIMENT_NAME")
-    ):
+    if name is None and _USER_EXPERIMENT_ID:
+        mlflow.set_experiment(experiment_id=_USER_EXPERIMENT_ID)
         return
-    mlflow.set_experiment(name or DEFAULT_EXPERIMENT)
+    mlflow.set_experiment(name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT)
 
 
 @contextmanager

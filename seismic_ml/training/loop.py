@@ -72,6 +72,7 @@ class Trainer:
             warmup_steps=round(cfg.warmup_epochs * self.steps_per_epoch),
             patience=cfg.scheduler_patience,
             factor=cfg.scheduler_factor,
+            threshold=cfg.scheduler_threshold,
         )
         self.state = LoopState()
         self.best_weights: dict[str, torch.Tensor] | None = None

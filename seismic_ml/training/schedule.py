@@ -23,12 +23,13 @@ class WarmupPlateauSchedule:
         warmup_steps: int,
         patience: int,
         factor: float,
+        threshold: float = 1e-4,
     ) -> None:
         self.optimizer = optimizer
         self.peak_lr = peak_lr
         self.warmup_steps = max(int(warmup_steps), 0)
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", patience=patience, factor=factor
+            optimizer, mode="min", patience=patience, factor=factor, threshold=threshold
         )
         self.step = 0
         self._set_lr(self.lr_at(0))

@@ -86,6 +86,7 @@ def test_option_table_covers_every_training_option() -> None:
     wiring_tested = {
         "scheduler_patience",
         "scheduler_factor",
+        "scheduler_threshold",
         "early_stopping_patience",
         "device",
         "num_workers",
@@ -95,9 +96,12 @@ def test_option_table_covers_every_training_option() -> None:
 
 
 def test_scheduler_options_reach_the_plateau_scheduler(tiny_dataset: str) -> None:
-    cfg = with_model_defaults(tiny_run_config(scheduler_patience=0, scheduler_factor=0.25))
+    cfg = with_model_defaults(
+        tiny_run_config(scheduler_patience=0, scheduler_factor=0.25, scheduler_threshold=0.3)
+    )
     trainer = build_trainer(cfg)
     assert trainer.schedule.plateau.patience == 0
+    assert trainer.schedule.plateau.threshold == 0.3
     trainer._record_epoch({"val/loss": 1.0})
     trainer._record_epoch({"val/loss": 2.0})
     assert trainer.schedule.peak_lr == pytest.approx(cfg.train.learning_rate * 0.25)

@@ -1,0 +1,43 @@
+"""Time write_synthetic(2000) into a temporary folder and print traces per second.
+
+Usage: python benchmarks/synthetic_throughput.py [--n-traces 2000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    """Run the benchmark and print one summary line per measurement."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-traces", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="synthetic_bench_") as tmp:
+        os.environ.setdefault("SEISBENCH_CACHE_ROOT", str(Path(tmp) / "seisbench"))
+        start = time.perf_counter()
+        import seisbench.data  # noqa: F401  (imported by write_synthetic; timed apart)
+
+        from seismic_ml.data.synthetic import write_synthetic
+
+        print(f"import: {time.perf_counter() - start:.2f} s")
+        seconds = []
+        for i in range(args.repeats):
+            start = time.perf_counter()
+            write_synthetic(Path(tmp) / f"run{i}", args.n_traces, seed=i)
+            seconds.append(time.perf_counter() - start)
+        best, median = min(seconds), statistics.median(seconds)
+        print(f"cpu: {os.cpu_count()} cores, {platform.processor() or platform.machine()}")
+        print(f"write_synthetic({args.n_traces}): runs {', '.join(f'{s:.2f}' for s in seconds)} s")
+        print(f"median {median:.2f} s = {args.n_traces / median:.0f} traces/s (best {best:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()

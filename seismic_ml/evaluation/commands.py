@@ -1,0 +1,213 @@
+"""The eval-phase, eval-mag and predict commands (registered on the CLI group in cli.py)."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from seismic_ml.cli_options import add_options, field_options
+from seismic_ml.data.registry import SPLITS
+from seismic_ml.errors import SeismicMLError
+from seismic_ml.models.registry import MODELS, model_types
+
+__all__ = ["eval_mag", "eval_phase", "predict"]
+
+
+def friendly(func: Callable) -> Callable:
+    """SeismicMLError becomes one line on stderr and exit 1, also outside the CLI group."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SeismicMLError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def _model_check_options(task: str) -> tuple[set[str], list[click.Option]]:
+    """--model-type and every model option of the task, only to check them against the run."""
+    names = model_types(task)
+    merged = field_options(MODELS[n].config_cls for n in names)
+    options = [
+        click.Option(
+            ["--model-type", "--model_type", "model_type"],
+            type=click.Choice(names),
+            help="must match the run (the model type comes from it)",
+        )
+    ]
+    for opt in merged.values():
+        opt.help = "must match the run, if given (every model option comes from it)"
+        options.append(opt.to_click(show_default=False))
+    return {"model_type", *merged}, options
+
+
+def _source_options() -> list[click.Option]:
+    return [
+        click.Option(
+            ["--run-id", "--run_id", "run_id"], help="training run whose model to evaluate"
+        ),
+        click.Option(
+            ["--model-uri", "--model_uri", "model_uri"],
+            help="runs:/ID/model, models:/NAME/VERSION or models:/NAME@ALIAS",
+        ),
+    ]
+
+
+def _eval_options() -> list[click.Option]:
+    return [
+        click.Option(["--dataset"], help="dataset to score on (default: the run's own)"),
+        click.Option(["--split"], type=click.Choice(SPLITS), default="test", show_default=True),
+        click.Option(
+            ["--plot"],
+            type=click.BOOL,
+            is_flag=False,
+            flag_value=True,
+            default=False,
+            help="log figures; --plot alone or --plot true/false",
+        ),
+        click.Option(["--experiment"], help="MLflow experiment (default: the training run's)"),
+        click.Option(
+            ["--max-traces", "--max_traces", "max_traces"],
+            type=int,
+            default=0,
+            help="score at most this many traces of the split (0: all)",
+        ),
+        click.Option(
+            ["--batch-size", "--batch_size", "batch_size"],
+            type=click.IntRange(min=1),
+            default=64,
+            show_default=True,
+        ),
+    ]
+
+
+def make_eval_command(task: str) -> click.Command:
+    """eval-phase / eval-mag: config, model and data resolved from the training run."""
+    check_names, check_options = _model_check_options(task)
+    extra = []
+    if task == "phase":
+        extra.append(
+            click.Option(
+                ["--threshold"],
+                type=click.FloatRange(0, 1),
+                default=0.3,
+                show_default=True,
+                help="pick probability threshold for precision, recall and F1",
+            )
+        )
+
+    @add_options(check_options)
+    @add_options(extra)
+    @add_options(_eval_options())
+    @add_options(_source_options())
+    @friendly
+    def command(**given: Any) -> None:
+        from seismic_ml.evaluation.evaluate import evaluate
+
+        overrides = {k: given.pop(k) for k in check_names}
+        result = evaluate(task, overrides=overrides, **given)
+        _report(result)
+
+    command.__doc__ = (
+        f"Evaluate a trained {task} model on fixed windows, beside a classical baseline; "
+        "the evaluation is an MLflow run in the training run's experiment."
+    )
+    return click.command("eval-phase" if task == "phase" else "eval-mag")(command)
+
+
+def _report(result: Any) -> None:
+    """The evaluation run, what it scored, and each metric beside the baseline's."""
+    click.echo(f"evaluation run: {result.run_id}")
+    click.echo(f"model: {result.model_uri} ({result.model_type}, run {result.evaluated_run_id})")
+    names = sorted({k.split("/", 1)[1] for k in result.metrics})
+    click.echo(f"{'metric':<26}{'model':>10}{'baseline':>10}")
+    for name in names:
+        model = _cell(result.metrics.get(f"test/{name}"))
+        baseline = _cell(result.metrics.get(f"baseline/{name}"))
+        click.echo(f"{name:<26}{model:>10}{baseline:>10}")
+    click.echo("artifacts: " + ", ".join(result.artifacts))
+
+
+def _cell(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.0f}" if float(value).is_integer() and abs(value) >= 1 else f"{value:.3f}"
+
+
+eval_phase = make_eval_command("phase")
+eval_mag = make_eval_command("magnitude")
+
+
+@click.command("predict")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--model-uri", "--model_uri", "model_uri", required=True, help="phase or magnitude model"
+)
+@click.option(
+    "--picker-uri",
+    "--picker_uri",
+    "picker_uri",
+    help="phase model that picks P for a magnitude model",
+)
+@click.option(
+    "--p-time",
+    "--p_time",
+    "p_times",
+    multiple=True,
+    help="P onset (UTC) for a magnitude model: TIME, or STATION=TIME; repeatable",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=0.3,
+    show_default=True,
+    help="pick probability threshold",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option("--out", type=click.Path(path_type=Path), help="output file (default: stdout)")
+@click.option(
+    "--figure",
+    type=click.Path(path_type=Path),
+    help="PNG of traces, probabilities and picks (phase models; default: beside --out)",
+)
+@friendly
+def predict(
+    files: tuple[Path, ...],
+    model_uri: str,
+    picker_uri: str | None,
+    p_times: tuple[str, ...],
+    threshold: float,
+    fmt: str,
+    out: Path | None,
+    figure: Path | None,
+) -> None:
+    """Picks or per-station magnitudes from a logged model, for any obspy-readable FILE."""
+    from seismic_ml.evaluation import predict as run
+
+    prediction = run.predict(model_uri, files, picker_uri, p_times, threshold)
+    for note in prediction.notes:
+        click.echo(f"note: {note}", err=True)
+    if out is None:
+        click.echo(run.format_table(prediction.table, fmt), nl=False)
+    else:
+        click.echo(
+            f"wrote {len(prediction.table)} rows to {run.write_table(prediction.table, fmt, out)}",
+            err=True,
+        )
+    if prediction.kind == "picks" and (figure or out):
+        from seismic_ml.evaluation.plots import plot_stream_picks
+
+        path = figure or out.with_suffix(".png")
+        plot_stream_picks(prediction.stream, prediction.annotations, prediction.table, path)
+        click.echo(f"figure: {path}", err=True)

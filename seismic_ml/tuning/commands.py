@@ -1,0 +1,188 @@
+"""`seismic-ml tune`: the click command around tuning.study.tune."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from seismic_ml.cli_options import add_options, build_section, field_options
+from seismic_ml.config import DataConfig, RunConfig, TrainConfig
+from seismic_ml.errors import SeismicMLError
+from seismic_ml.models.registry import MODELS, get_spec, model_types
+
+TASK_NAMES = {"phase": "phase", "mag": "magnitude", "magnitude": "magnitude"}
+DEFAULT_MODEL = {"phase": "phasenet", "magnitude": "amag_v2"}
+EXIT_INTERRUPTED = 130
+
+
+class FriendlyCommand(click.Command):
+    """A SeismicMLError becomes one line on stderr and exit 1, also when run on its own."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SeismicMLError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt as exc:
+            click.echo(f"interrupted: {exc or 'Ctrl-C'}", err=True)
+            raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def _flag(*names: str, **kwargs: Any) -> click.Option:
+    """An option under --dash-name and its --underscore_name alias (for MLproject -P keys)."""
+    flags = [f"--{n.replace('_', '-')}" for n in names]
+    flags += [f"--{n}" for n in names if "_" in n]
+    return click.Option([*flags, names[0]], **kwargs)
+
+
+def _tune_options() -> list[click.Option]:
+    return [
+        _flag("task", type=click.Choice(sorted(TASK_NAMES)), help="phase or mag(nitude)"),
+        _flag("model_type", type=click.Choice(model_types()), help="model to tune"),
+        _flag("n_trials", type=int, default=20, show_default=True, help="trials this worker runs"),
+        _flag(
+            "max_epochs_per_trial",
+            type=int,
+            default=10,
+            show_default=True,
+            help="epochs per trial; val/loss is reported to the pruner each epoch",
+        ),
+        _flag("study_name", help="Optuna study name [default: tune-<model type>]"),
+        _flag(
+            "storage",
+            default="sqlite:///optuna.db",
+            show_default=True,
+            help="Optuna RDB URL; a PostgreSQL URL shares the study between workers",
+        ),
+        _flag("timeout", type=float, help="stop starting trials after this many seconds"),
+        _flag("search_space", help="YAML/JSON file overriding the default search space"),
+        _flag(
+            "retrain_best",
+            type=click.BOOL,
+            is_flag=False,
+            flag_value=True,
+            default=False,
+            help="train the best config for the full --epochs as an ordinary run",
+        ),
+        _flag("register_as", default="", help="register the retrained model under this name"),
+        _flag(
+            "pruner_startup_trials",
+            type=int,
+            default=5,
+            show_default=True,
+            help="complete trials before the median pruner prunes",
+        ),
+        _flag(
+            "pruner_warmup_steps",
+            type=int,
+            default=5,
+            show_default=True,
+            help="epochs of a trial before it can be pruned",
+        ),
+        _flag("experiment", help="MLflow experiment (default: seismic-ml)"),
+    ]
+
+
+def _config_options() -> list[click.Option]:
+    """Every data, train and model field: given ones form the base config and are not searched."""
+    sections = [DataConfig, TrainConfig]
+    options = [opt.to_click(show_default=False) for opt in field_options(sections).values()]
+    model_opts = field_options(spec.config_cls for spec in MODELS.values())
+    for name, opt in model_opts.items():
+        owners = [n for n, spec in MODELS.items() if name in spec.config_cls.__dataclass_fields__]
+        opt.help = f"{opt.help} [{', '.join(owners)}]"
+        options.append(opt.to_click(show_default=False))
+    return options
+
+
+def _all_options() -> list[click.Option]:
+    """Tune options first, then the config fields, in --help order (click reverses the list)."""
+    return list(reversed([*_tune_options(), *_config_options()]))
+
+
+def resolve_model_type(task: str | None, model_type: str | None) -> str:
+    """The model type from --model-type, else the task's default; they must agree."""
+    if model_type is None:
+        if task is None:
+            raise SeismicMLError("give --task (phase or mag) or --model-type")
+        return DEFAULT_MODEL[TASK_NAMES[task]]
+    if task is not None and get_spec(model_type).task != TASK_NAMES[task]:
+        raise SeismicMLError(f"{model_type} is a {get_spec(model_type).task} model, not {task}")
+    return model_type
+
+
+def base_config(model_type: str, given: dict[str, Any]) -> RunConfig:
+    """The base config from the config options given; an option of another model is an error."""
+    spec = get_spec(model_type)
+    values = {k: v for k, v in given.items() if v is not None}
+    data = {k: v for k, v in values.items() if k in DataConfig.__dataclass_fields__}
+    train = {k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__}
+    model = {k: v for k, v in values.items() if k not in data and k not in train}
+    return RunConfig(
+        model_type=model_type,
+        model=build_section(spec.config_cls, model, model_type),
+        data=DataConfig(**data),
+        train=TrainConfig(**train),
+    )
+
+
+@click.command("tune", cls=FriendlyCommand)
+@add_options(_all_options())
+def tune(
+    task: str | None,
+    model_type: str | None,
+    n_trials: int,
+    max_epochs_per_trial: int,
+    study_name: str | None,
+    storage: str,
+    timeout: float | None,
+    search_space: str | None,
+    retrain_best: bool,
+    register_as: str,
+    pruner_startup_trials: int,
+    pruner_warmup_steps: int,
+    experiment: str | None,
+    **given: Any,
+) -> None:
+    """Tune hyper-parameters with Optuna; the study is an MLflow run, each trial a child run.
+
+    Config options given here (e.g. --dataset, --batch-size) are fixed, not searched;
+    --epochs is for --retrain-best, trials train for --max-epochs-per-trial.
+    """
+    from seismic_ml.tuning.study import TuneOptions
+    from seismic_ml.tuning.study import tune as run_tune
+
+    chosen = resolve_model_type(task, model_type)
+    options = TuneOptions(
+        base=base_config(chosen, given),
+        n_trials=n_trials,
+        max_epochs_per_trial=max_epochs_per_trial,
+        study_name=study_name,
+        storage=storage,
+        timeout=timeout or None,
+        search_space_file=search_space,
+        fixed_params=tuple(k for k, v in given.items() if v is not None),
+        pruner_startup_trials=pruner_startup_trials,
+        pruner_warmup_steps=pruner_warmup_steps,
+        experiment=experiment,
+        retrain_best=retrain_best,
+        register_as=register_as,
+    )
+    _report(run_tune(options))
+
+
+def _report(result: Any) -> None:
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(result.counts.items()))
+    click.echo(f"study {result.study_name}: {counts or 'no trials'}")
+    click.echo(f"parent run id: {result.parent_run_id}")
+    if result.best_value is None:
+        click.echo("no complete trial yet")
+    else:
+        click.echo(f"best trial {result.best_trial_number}: val/loss {result.best_value:.4f}")
+        click.echo(f"best params: {result.best_params}")
+        click.echo(f"best run id: {result.best_run_id}")
+    if result.retrain is not None:
+        click.echo(f"retrained run id: {result.retrain.run_id}")
+        if result.retrain.model_uri:
+            click.echo(f"model: {result.retrain.model_uri}")
