@@ -1,0 +1,60 @@
+"""`mlflow run . --env-manager local` against a real server: the handed-over run is reused."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+MLFLOW = str(Path(sys.executable).with_name("mlflow"))
+
+
+def mlflow_run(
+    tracking_uri: str, entry: str, experiment: str, *params: str
+) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.pop("MLFLOW_EXPERIMENT_ID", None)
+    args = [MLFLOW, "run", str(ROOT), "-e", entry, "--env-manager", "local",
+            "--experiment-name", experiment]  # fmt: skip
+    for p in params:
+        args += ["-P", p]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_train_mag_entry_point_reuses_the_run_and_accepts_undeclared_params(
+    tracking_uri: str, tiny_dataset: str
+) -> None:
+    client = MlflowClient()
+    client.create_experiment("it-project")
+    done = mlflow_run(
+        tracking_uri, "train_mag", "it-project",
+        "model_type=amag_v2", "lstm_hidden=8", "lstm_layers=1", "attention_heads=2",
+        "epochs=1", "dataset=synthetic:200", "batch_size=8", "max_steps_per_epoch=2",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    experiment = client.get_experiment_by_name("it-project")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1, "the code must reuse the run mlflow run created"
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["lstm_hidden"] == "8" and params["model.lstm_hidden"] == "8"
+    assert params["model.type"] == "amag_v2" and params["train.batch_size"] == "8"
+    assert run.data.tags["seismic_ml.model_uri"].startswith("models:/")
+    assert len(client.get_metric_history(run.info.run_id, "lr")) == 2
+
+
+def test_bad_parameter_fails_the_project_run_with_one_line(tracking_uri: str) -> None:
+    done = mlflow_run(tracking_uri, "train_mag", "it-project-bad", "model_type=amag_v2",
+                      "lstm_hidden=-4", "dataset=synthetic:200")  # fmt: skip
+    assert done.returncode != 0
+    assert "lstm_hidden must be positive, got -4" in done.stderr
+    assert "Traceback (most recent call last)" not in done.stderr.split("ExecutionException")[0]

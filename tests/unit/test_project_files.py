@@ -1,0 +1,91 @@
+"""The MLproject, conda.yaml and pyproject.toml agree with each other and with the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+import tomllib
+import yaml
+from click.testing import CliRunner
+
+from seismic_ml.cli import cli
+from seismic_ml.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_conda_env_installs_the_pyproject_dependencies() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
+    pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    assert sorted(p for p in pip if p != "-e .") == sorted(pyproject)
+
+
+def _command_defaults(name: str) -> dict[str, object]:
+    command = cli.commands[name]
+    return {p.name: p.default for p in command.params if isinstance(p, click.Option)}
+
+
+@pytest.mark.parametrize("entry, command", [("train_mag", "train-mag"),
+                                            ("train_phase", "train-phase")])  # fmt: skip
+def test_mlproject_defaults_match_the_cli(entry: str, command: str) -> None:
+    project = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"][entry]
+    cli_defaults = _command_defaults(command)
+    train_defaults = TrainConfig()
+    for name, spec in project["parameters"].items():
+        assert f"{{{name}}}" in project["command"], name
+        default = cli_defaults[name]
+        if default is None:
+            default = getattr(train_defaults, name, None)
+            if default is None:
+                from seismic_ml.config import DataConfig
+
+                default = getattr(DataConfig(), name)
+        assert str(spec["default"]) == str(default), name
+
+
+def test_every_entry_point_names_a_real_command() -> None:
+    project = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]
+    for entry, spec in project.items():
+        words = spec["command"].split()
+        assert words[:3] == ["python", "-m", "seismic_ml"], entry
+        assert words[3] in cli.commands, f"{entry} -> {words[3]}"
+
+
+def test_underscore_aliases_are_accepted() -> None:
+    result = CliRunner().invoke(
+        cli, ["train-mag", "--model_type", "amag_v2", "--lstm_hidden", "-3"]
+    )
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: lstm_hidden must be positive, got -3"
+
+
+def test_option_of_another_model_is_a_clear_error() -> None:
+    result = CliRunner().invoke(cli, ["train-mag", "--model-type", "phasenet_mag",
+                                      "--lstm-hidden", "8"])  # fmt: skip
+    assert result.exit_code == 1
+    assert "--lstm-hidden do(es) not apply to phasenet_mag" in result.output
+    assert "--filter-factor" in result.output
+
+
+def test_unknown_model_type_lists_choices() -> None:
+    result = CliRunner().invoke(cli, ["train-phase", "--model-type", "amag_v2"])
+    assert result.exit_code == 2
+    assert "phasenet_conv_lstm" in result.output
+
+
+def test_help_lists_every_model_option() -> None:
+    text = CliRunner().invoke(cli, ["train-mag", "--help"]).output
+    for flag in ("--transformer-d-model", "--lstm-hidden", "--norm", "--loss", "--warmup-epochs"):
+        assert flag in text
+
+
+def test_python_dash_m_is_the_same_cli() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "seismic_ml", "--help"], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0 and "train-mag" in out.stdout and "data" in out.stdout
