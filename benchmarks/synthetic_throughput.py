@@ -28,15 +28,18 @@ def main() -> None:
         from seismic_ml.data.synthetic import write_synthetic
 
         print(f"import: {time.perf_counter() - start:.2f} s")
-        seconds = []
+        seconds, cpu_seconds = [], []
         for i in range(args.repeats):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             write_synthetic(Path(tmp) / f"run{i}", args.n_traces, seed=i)
             seconds.append(time.perf_counter() - start)
+            cpu_seconds.append(time.process_time() - cpu_start)
         best, median = min(seconds), statistics.median(seconds)
         print(f"cpu: {os.cpu_count()} cores, {platform.processor() or platform.machine()}")
         print(f"write_synthetic({args.n_traces}): runs {', '.join(f'{s:.2f}' for s in seconds)} s")
         print(f"median {median:.2f} s = {args.n_traces / median:.0f} traces/s (best {best:.2f} s)")
+        print(f"process cpu time: {', '.join(f'{s:.2f}' for s in cpu_seconds)} s")
+        print(f"load average during the runs: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

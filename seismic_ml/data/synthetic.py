@@ -4,6 +4,9 @@ Each earthquake trace is built with the stochastic method (Boore 2003): envelope
 noise filtered by a causal Brune source spectrum and a causal attenuation filter, one P and one
 S wave per trace, then scaled so that its Wood-Anderson amplitude obeys the local-magnitude
 relation of Hutton & Boore (1987) plus a hidden station term and event and path scatter.
+Magnitudes follow Gutenberg-Richter (b = 1, 0.5..5.5) thinned below completeness (about 1.5);
+an event is recorded by more of the fixed 40-station network the larger it is, out to the
+distance where its Wood-Anderson amplitude falls to 0.03 mm.
 
 Wood-Anderson convention: static magnification 2800 (the value Hutton & Boore's -log A0 was
 derived with), poles -6.283 +- 4.7124j, applied to ground velocity with one zero at 0.
@@ -137,19 +140,14 @@ def write_synthetic(out_dir: Path, n_traces: int = 2000, seed: int = 0) -> Path:
     network = _network()
     chunks = range(0, n_traces, _CHUNK)
     rngs = [np.random.default_rng(s) for s in wave_seq.spawn(len(chunks))]
-    snr = np.full(n_traces, np.nan)
-    waveforms = []
-    for start, rng in zip(chunks, rngs, strict=True):
-        rows = plan.iloc[start : start + _CHUNK]
-        counts, snr[start : start + len(rows)] = _synthesize(rows, network, rng)
-        waveforms.append(counts)
-    plan["trace_snr_db"] = np.round(snr, 3)
     with WaveformDataWriter(out_dir / "metadata.csv", out_dir / "waveforms.hdf5") as writer:
         writer.data_format = _data_format()
-        for record, waveform in zip(
-            _metadata(plan, network), np.concatenate(waveforms), strict=True
-        ):
-            writer.add_trace(record, waveform)
+        for start, rng in zip(chunks, rngs, strict=True):
+            rows = plan.iloc[start : start + _CHUNK].copy()
+            counts, snr = _synthesize(rows, network, rng)
+            rows["trace_snr_db"] = np.round(snr, 3)
+            for record, waveform in zip(_metadata(rows, network), counts, strict=True):
+                writer.add_trace(record, waveform)
     return out_dir
 
 
@@ -449,7 +447,7 @@ def _transfer(f: np.ndarray, fc: np.ndarray, t_star: np.ndarray) -> np.ndarray:
     wc = 2.0 * np.pi * fc[:, None]
     w_att = 2.0 / t_star[:, None]  # 2 pi f_att, f_att = 1 / (pi t*)
     h = w * wc / (wc + w) ** 2 / (1.0 + w / w_att) ** 2
-    h[:, -1] = 0.0; w = 2j * np.pi * f[None, :]; h = w * wc / (wc + w) ** 2 / (1.0 + w / w_att) ** 2
+    h[:, -1] = 0.0
     return h[:, None, :]
 
 
@@ -479,7 +477,7 @@ def _metadata(plan: pd.DataFrame, network: _Network) -> list[dict]:
     station = network.codes[plan["station"].to_numpy(dtype=int)]
     meta = pd.DataFrame(
         {
-            "trace_name": [f"{NETWORK_CODE}.{s}_{i:06d}" for i, s in enumerate(station)],
+            "trace_name": [f"{NETWORK_CODE}.{s}_{i:06d}" for i, s in zip(plan.index, station)],
             "network_code": NETWORK_CODE,
             "station_network_code": NETWORK_CODE,
             "station_code": station,

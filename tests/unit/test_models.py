@@ -30,7 +30,7 @@ from seismic_ml.models.registry import MODELS, build_model, get_spec, model_type
 
 PHASE_MODELS = model_types("phase")
 MAG_MODELS = model_types("magnitude")
-MODELS_TABLE = Path(__file__).parents[2] / "docs" / "models_table.md"
+MODELS_TABLE = Path(__file__).parents[2] / "README.md"
 
 # Small but non-default-shaped configs that keep the shape/gradient/round-trip tests fast.
 SMALL = {
