@@ -25,6 +25,7 @@ demo: install
 		--epochs $(DEMO_EPOCHS) --warmup-epochs 1 --run-name demo-amag_v2 | tee outputs/demo_train.txt; \
 	run_id=$$(sed -n 's/^run id: //p' outputs/demo_train.txt); \
 	$(BIN)/seismic-ml plot-history --run-id $$run_id; \
+	$(BIN)/seismic-ml eval-mag --run-id $$run_id --plot; \
 	echo; echo "demo run id: $$run_id"; \
 	echo "Runs are in MLflow's default local store (sqlite:///mlflow.db). Open the UI with:"; \
 	echo "  $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db   # then http://127.0.0.1:5000"

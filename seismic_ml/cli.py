@@ -11,6 +11,7 @@ import click
 from seismic_ml.cli_options import FieldOption, add_options, build_section, field_options
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig
 from seismic_ml.errors import SeismicMLError
+from seismic_ml.evaluation.commands import eval_mag, eval_phase, predict
 from seismic_ml.models.registry import MODELS, model_types
 
 DEFAULT_MODEL = {"phase": "phasenet", "magnitude": "amag_v2"}
@@ -54,7 +55,7 @@ def _model_options(task: str) -> tuple[dict[str, FieldOption], list[click.Option
 def _tracking_options() -> list[click.Option]:
     return [
         click.Option(["--experiment"], help="MLflow experiment (default: seismic-ml)"),
-        click.Option(["--run-name", "--run_name"], "run_name", help="MLflow run name"),
+        click.Option(["--run-name", "--run_name", "run_name"], help="MLflow run name"),
         click.Option(
             ["--register-as", "--register_as"],
             "register_as",
@@ -135,6 +136,9 @@ def _report(result: Any) -> None:
 
 cli.add_command(make_train_command("phase"))
 cli.add_command(make_train_command("magnitude"))
+cli.add_command(eval_phase)
+cli.add_command(eval_mag)
+cli.add_command(predict)
 
 
 @cli.command("plot-history")

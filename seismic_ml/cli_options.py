@@ -31,7 +31,7 @@ class FieldOption:
             flags.append(f"--{self.name}")
         kind = click.Choice(self.choices) if self.choices else _CLICK_TYPES[self.annotation]
         default = f" [default: {self.default}]" if show_default else ""
-        return click.Option(flags, self.name, type=kind, default=None, help=self.help + default)
+        return click.Option([*flags, self.name], type=kind, default=None, help=self.help + default)
 
 
 def field_options(classes: Iterable[type]) -> dict[str, FieldOption]:

@@ -44,7 +44,9 @@ def _model_check_options(task: str) -> tuple[set[str], list[click.Option]]:
     ]
     for opt in merged.values():
         opt.help = "must match the run, if given (every model option comes from it)"
-        options.append(opt.to_click(show_default=False))
+        option = opt.to_click(show_default=False)
+        option.show_default = False  # to_click passes the dest name as click's show_default
+        options.append(option)
     return {"model_type", *merged}, options
 
 
@@ -103,10 +105,8 @@ def make_eval_command(task: str) -> click.Command:
             )
         )
 
-    @add_options(check_options)
-    @add_options(extra)
-    @add_options(_eval_options())
-    @add_options(_source_options())
+    # click lists the options it collected last first
+    @add_options(reversed([*_source_options(), *_eval_options(), *extra, *check_options]))
     @friendly
     def command(**given: Any) -> None:
         from seismic_ml.evaluation.evaluate import evaluate
@@ -195,17 +195,16 @@ def predict(
     """Picks or per-station magnitudes from a logged model, for any obspy-readable FILE."""
     from seismic_ml.evaluation import predict as run
 
-    prediction = run.predict(model_uri, files, picker_uri, p_times, threshold)
+    curves = bool(figure or out)
+    prediction = run.predict(model_uri, files, picker_uri, p_times, threshold, curves)
     for note in prediction.notes:
         click.echo(f"note: {note}", err=True)
     if out is None:
         click.echo(run.format_table(prediction.table, fmt), nl=False)
     else:
-        click.echo(
-            f"wrote {len(prediction.table)} rows to {run.write_table(prediction.table, fmt, out)}",
-            err=True,
-        )
-    if prediction.kind == "picks" and (figure or out):
+        run.write_table(prediction.table, fmt, out)
+        click.echo(f"wrote {len(prediction.table)} rows to {out}", err=True)
+    if prediction.annotations is not None:
         from seismic_ml.evaluation.plots import plot_stream_picks
 
         path = figure or out.with_suffix(".png")

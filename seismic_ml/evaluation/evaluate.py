@@ -100,12 +100,19 @@ def evaluate(
         "split": split,
         "seismic_ml.run_kind": "evaluation",
     }
+    params = {
+        **_model_params(cfg),
+        "eval.run_id": run_id,
+        "eval.model_uri": model_uri,
+        "eval.dataset": dataset_name,
+        "eval.split": split,
+        "eval.max_traces": str(max_traces),
+        "eval.window_seed": str(WINDOW_SEED),
+        "eval.batch_size": str(batch_size),
+        **({"eval.threshold": str(threshold)} if task == "phase" else {}),
+    }
     run_name = f"eval-{cfg.model_type}-{split}"
     with tracked_run(run_name, experiment or experiment_of(run_id), tags=tags) as run:
-        params = _eval_params(cfg, run_id, model_uri, dataset_name, split, max_traces)
-        params["eval.batch_size"] = str(batch_size)
-        if task == "phase":
-            params["eval.threshold"] = str(threshold)
         mlflow.log_params(params)
         with tempfile.TemporaryDirectory() as tmp:
             plot_dir = Path(tmp) / "plots" if plot else None
@@ -115,16 +122,8 @@ def evaluate(
                 scored = score_magnitude(model, data, cfg, batch_size, plot_dir)
             mlflow.log_metrics(scored.metrics)
             artifacts = _log_outputs(scored, Path(tmp))
-    return EvalResult(
-        run.info.run_id,
-        run_id,
-        model_uri,
-        task,
-        cfg.model_type,
-        scored.metrics,
-        scored.predictions,
-        artifacts,
-    )
+    info = (run.info.run_id, run_id, model_uri, task, cfg.model_type)
+    return EvalResult(*info, scored.metrics, scored.predictions, artifacts)
 
 
 # ---------------------------------------------------------------- resolving the run
@@ -198,6 +197,8 @@ def experiment_of(run_id: str) -> str:
 
 def check_task(cfg: RunConfig, task: str, run_id: str) -> None:
     """A phase model cannot be scored as a magnitude model and vice versa."""
+    if task not in TASK_COMMANDS:
+        raise SeismicMLError(f"unknown task {task!r}; known: {', '.join(TASK_COMMANDS)}")
     if cfg.task != task:
         raise SeismicMLError(
             f"run {run_id} trained a {cfg.task} model ({cfg.model_type}); "
@@ -221,9 +222,9 @@ def check_overrides(cfg: RunConfig, given: dict[str, Any], run_id: str) -> None:
     ]
     if conflicts:
         raise SeismicMLError(
-            f"options contradict run {run_id}, whose model is rebuilt as trained: "
+            f"options contradict run {run_id}: "
             + "; ".join(conflicts)
-            + ". Drop them: evaluation takes every model option from the run"
+            + ". Evaluation takes every model option from the run; drop the option"
         )
 
 
@@ -241,21 +242,9 @@ def _param(name: str) -> str:
     return "model.type" if name == "model_type" else f"model.{name}"
 
 
-def _eval_params(
-    cfg: RunConfig, run_id: str, model_uri: str, dataset: str, split: str, max_traces: int
-) -> dict[str, str]:
-    """The evaluation's params: what was scored on which data, plus the model's options."""
-    model_params = {k: v for k, v in cfg.to_params().items() if k.startswith("model.")}
-    return {
-        "task": cfg.task,
-        **model_params,
-        "eval.run_id": run_id,
-        "eval.model_uri": model_uri,
-        "eval.dataset": dataset,
-        "eval.split": split,
-        "eval.max_traces": str(max_traces),
-        "eval.window_seed": str(WINDOW_SEED),
-    }
+def _model_params(cfg: RunConfig) -> dict[str, str]:
+    """The evaluated model's type and options, so evaluations compare by them in the UI."""
+    return {k: v for k, v in cfg.to_params().items() if k == "task" or k.startswith("model.")}
 
 
 def _first_line(exc: BaseException) -> str:

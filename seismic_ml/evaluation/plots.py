@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -12,6 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+if TYPE_CHECKING:
+    import obspy
 
 MODEL_STYLE = {"s": 10, "alpha": 0.6, "color": "tab:blue", "label": "model"}
 BASELINE_STYLE = {"s": 10, "alpha": 0.5, "color": "tab:grey", "label": "ML baseline"}
@@ -124,7 +128,9 @@ def plot_examples(examples: Sequence[ExampleWindow], sampling_rate: float, path:
     return _save(fig, path)
 
 
-def plot_stream_picks(stream: object, annotations: object, picks: pd.DataFrame, path: Path) -> Path:
+def plot_stream_picks(
+    stream: obspy.Stream, annotations: obspy.Stream, picks: pd.DataFrame, path: Path
+) -> Path:
     """predict's figure: each station's vertical trace, probability curves and picks."""
     stations = sorted({".".join(tr.id.split(".")[:3]) for tr in stream})[:8]
     fig, axes = plt.subplots(len(stations), 1, figsize=(11, 2.6 * len(stations)), squeeze=False)

@@ -73,14 +73,15 @@ def predict(
     picker_uri: str | None = None,
     p_times: Sequence[str] = (),
     threshold: float = 0.3,
+    curves: bool = False,
 ) -> Prediction:
-    """Picks (phase model) or one magnitude per station (magnitude model) for the files."""
+    """Picks (phase model; curves: also its probability traces) or magnitudes per station."""
     stream = read_waveforms(paths)
     model = model_io.load_model(model_uri)
     if is_phase_model(model):
         if picker_uri or p_times:
             raise SeismicMLError("--picker-uri and --p-time apply to magnitude models only")
-        return predict_picks(model, stream, threshold)
+        return predict_picks(model, stream, threshold, curves)
     onsets, notes = p_onsets(stream, picker_uri, p_times, threshold)
     prediction = predict_magnitudes(model, stream, onsets)
     prediction.notes[:0] = notes
@@ -90,7 +91,9 @@ def predict(
 # ---------------------------------------------------------------- phase picks
 
 
-def predict_picks(model: nn.Module, stream: obspy.Stream, threshold: float) -> Prediction:
+def predict_picks(
+    model: nn.Module, stream: obspy.Stream, threshold: float, curves: bool = False
+) -> Prediction:
     """One row per pick: station, phase, peak time (UTC, ISO) and peak probability."""
     picks = _classify(model, stream, threshold)
     rows = [
@@ -103,7 +106,7 @@ def predict_picks(model: nn.Module, stream: obspy.Stream, threshold: float) -> P
         for p in picks
     ]
     table = pd.DataFrame(rows, columns=PICK_COLUMNS).sort_values(["station", "time"])
-    annotations = model.annotate(stream.copy())
+    annotations = model.annotate(stream.copy()) if curves else None
     return Prediction("picks", table.reset_index(drop=True), [], stream, annotations)
 
 
@@ -137,7 +140,7 @@ def p_onsets(
     for pick in _classify(picker, stream, threshold):
         station = _station_of(pick.trace_id)
         if pick.phase == "P" and pick.peak_value > onsets.get(station, (0, "", -1.0))[2]:
-            onsets[station] = (pick.peak_time, "picker", float(pick.peak_value))
+            onsets[station] = (pick.peak_time, "picker", round(float(pick.peak_value), 4))
     notes = [f"{s}: no P pick above {threshold}, skipped" for s in stations if s not in onsets]
     return onsets, notes
 
@@ -216,6 +219,8 @@ def station_window(
             continue
         if tr.stats.sampling_rate != SAMPLING_RATE:
             tr.resample(SAMPLING_RATE)
+        if tr.stats.endtime < start or tr.stats.starttime > end:
+            raise SeismicMLError(f"no data from {start} to {end} ({tr.id})")
         padded |= tr.stats.starttime > start or tr.stats.endtime < end
         tr.trim(start, end, pad=True, fill_value=0.0, nearest_sample=True)
         rows[component] = _fit(tr.data, n_samples)
