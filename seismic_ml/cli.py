@@ -8,27 +8,21 @@ from typing import Any
 
 import click
 
-from seismic_ml.cli_options import FieldOption, add_options, build_section, field_options
+from seismic_ml.cli_options import (
+    FieldOption,
+    FriendlyCommand,
+    FriendlyGroup,
+    add_options,
+    build_section,
+    field_options,
+)
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.evaluation.commands import eval_mag, eval_phase, predict
 from seismic_ml.models.registry import MODELS, model_types
+from seismic_ml.tuning.commands import tune
 
 DEFAULT_MODEL = {"phase": "phasenet", "magnitude": "amag_v2"}
-EXIT_INTERRUPTED = 130
-
-
-class FriendlyGroup(click.Group):
-    """Turns a SeismicMLError into one line on stderr and a non-zero exit, never a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except SeismicMLError as exc:
-            raise click.ClickException(str(exc)) from None
-        except KeyboardInterrupt as exc:
-            click.echo(f"interrupted: {exc or 'Ctrl-C'}", err=True)
-            raise SystemExit(EXIT_INTERRUPTED) from None
 
 
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -116,7 +110,7 @@ def make_train_command(task: str) -> click.Command:
 
     command.__doc__ = f"Train a {task} model; every run is an MLflow run."
     name = "train-phase" if task == "phase" else "train-mag"
-    return click.command(name)(command)
+    return click.command(name, cls=FriendlyCommand)(command)
 
 
 def _only_epochs_with_resume(given: dict[str, Any]) -> None:
@@ -139,6 +133,7 @@ cli.add_command(make_train_command("magnitude"))
 cli.add_command(eval_phase)
 cli.add_command(eval_mag)
 cli.add_command(predict)
+cli.add_command(tune)
 
 
 @cli.command("plot-history")

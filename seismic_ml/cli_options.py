@@ -12,6 +12,34 @@ from seismic_ml.config import field_type
 from seismic_ml.errors import SeismicMLError
 
 _CLICK_TYPES = {int: click.INT, float: click.FLOAT, bool: click.BOOL, str: click.STRING}
+EXIT_INTERRUPTED = 130
+
+
+def invoke_friendly(invoke: Callable[[click.Context], Any], ctx: click.Context) -> Any:
+    """Run a click invoke; a SeismicMLError becomes one line and exit 1, Ctrl-C/SIGTERM exit 130."""
+    try:
+        return invoke(ctx)
+    except SeismicMLError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt as exc:
+        click.echo(f"interrupted: {exc or 'Ctrl-C'}", err=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+class FriendlyCommand(click.Command):
+    """A command whose errors are one line for a person, also when it runs outside the group."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return invoke_friendly(super().invoke, ctx)
+
+
+class FriendlyGroup(click.Group):
+    """A group with the same one-line errors, and FriendlyCommand as its command class."""
+
+    command_class = FriendlyCommand
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return invoke_friendly(super().invoke, ctx)
 
 
 @dataclasses.dataclass

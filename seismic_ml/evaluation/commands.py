@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from seismic_ml.cli_options import add_options, field_options
+from seismic_ml.cli_options import FriendlyCommand, add_options, field_options
 from seismic_ml.data.registry import SPLITS
-from seismic_ml.errors import SeismicMLError
 from seismic_ml.models.registry import MODELS, model_types
 
 __all__ = ["eval_mag", "eval_phase", "predict"]
-
-
-def friendly(func: Callable) -> Callable:
-    """SeismicMLError becomes one line on stderr and exit 1, also outside the CLI group."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except SeismicMLError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
 
 
 def _model_check_options(task: str) -> tuple[set[str], list[click.Option]]:
@@ -107,7 +91,6 @@ def make_eval_command(task: str) -> click.Command:
 
     # click lists the options it collected last first
     @add_options(reversed([*_source_options(), *_eval_options(), *extra, *check_options]))
-    @friendly
     def command(**given: Any) -> None:
         from seismic_ml.evaluation.evaluate import evaluate
 
@@ -119,7 +102,8 @@ def make_eval_command(task: str) -> click.Command:
         f"Evaluate a trained {task} model on fixed windows, beside a classical baseline; "
         "the evaluation is an MLflow run in the training run's experiment."
     )
-    return click.command("eval-phase" if task == "phase" else "eval-mag")(command)
+    name = "eval-phase" if task == "phase" else "eval-mag"
+    return click.command(name, cls=FriendlyCommand)(command)
 
 
 def _report(result: Any) -> None:
@@ -147,7 +131,7 @@ eval_phase = make_eval_command("phase")
 eval_mag = make_eval_command("magnitude")
 
 
-@click.command("predict")
+@click.command("predict", cls=FriendlyCommand)
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--model-uri", "--model_uri", "model_uri", required=True, help="phase or magnitude model"
@@ -181,7 +165,6 @@ eval_mag = make_eval_command("magnitude")
     type=click.Path(path_type=Path),
     help="PNG of traces, probabilities and picks (phase models; default: beside --out)",
 )
-@friendly
 def predict(
     files: tuple[Path, ...],
     model_uri: str,

@@ -102,6 +102,12 @@ class MagnitudeNet(nn.Module):
         return self.head(self.pool(seq.transpose(1, 2)), log_scale)
 
 
+# Tuning entries beside the options they search (the shared ones live in tuning/space.py).
+SEARCH_SPACE: dict[str, dict] = {
+    "lstm_hidden": {"type": "categorical", "choices": [64, 128, 256]},
+}
+
+
 def build(config: Config) -> nn.Module:
     """MagnitudeNet for the configured LSTM, attention, norm and loss."""
     return MagnitudeNet(config)

@@ -103,6 +103,13 @@ class EQTransformerMag(nn.Module):
         return self.head(self.pool(x.transpose(1, 2)), log_scale)
 
 
+# Tuning entries beside the options they search (the shared ones live in tuning/space.py).
+SEARCH_SPACE: dict[str, dict] = {
+    "transformer_d_model": {"type": "categorical", "choices": [64, 128, 256]},
+    "transformer_nhead": {"type": "categorical", "choices": [2, 4, 8]},
+}
+
+
 def build(config: Config) -> nn.Module:
     """The EQTransformer-style magnitude regressor."""
     return EQTransformerMag(config)

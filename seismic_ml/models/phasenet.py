@@ -89,6 +89,10 @@ class PhaseNet(sbm.PhaseNet):
         return args
 
 
+# Tuning entries beside the options they search (the shared ones live in tuning/space.py).
+SEARCH_SPACE: dict[str, dict] = {}
+
+
 def build(config: Config) -> nn.Module:
     """seisbench PhaseNet at the configured width."""
     return PhaseNet(filter_factor=config.filter_factor)

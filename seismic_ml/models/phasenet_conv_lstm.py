@@ -131,6 +131,12 @@ class PhaseNetConvLSTM(PhaseNet):
         return args
 
 
+# Tuning entries beside the options they search (the shared ones live in tuning/space.py).
+SEARCH_SPACE: dict[str, dict] = {
+    "convlstm_hidden": {"type": "categorical", "choices": [32, 64, 128]},
+}
+
+
 def build(config: Config) -> nn.Module:
     """PhaseNet with the configured ConvLSTM bottleneck."""
     return PhaseNetConvLSTM(

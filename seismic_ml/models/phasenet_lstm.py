@@ -85,6 +85,13 @@ class PhaseNetLSTM(PhaseNet):
         return args
 
 
+# Tuning entries beside the options they search (the shared ones live in tuning/space.py).
+SEARCH_SPACE: dict[str, dict] = {
+    "lstm_hidden_size": {"type": "categorical", "choices": [0, 64, 128, 256]},
+    "lstm_num_layers": {"type": "int", "low": 1, "high": 2},
+}
+
+
 def build(config: Config) -> nn.Module:
     """PhaseNet with the configured LSTM bottleneck."""
     return PhaseNetLSTM(

@@ -69,6 +69,10 @@ class PhaseNetMag(nn.Module):
         return self.head(self.pool(features), log_scale)
 
 
+# Tuning entries beside the options they search (the shared ones live in tuning/space.py).
+SEARCH_SPACE: dict[str, dict] = {}
+
+
 def build(config: Config) -> nn.Module:
     """The U-Net magnitude regressor for the configured width, norm and loss."""
     return PhaseNetMag(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from torch import nn
@@ -27,53 +28,32 @@ class ModelSpec:
     config_cls: type
     build: Callable[[Any], nn.Module]
     train_defaults: Mapping[str, Any]
+    search_space: Mapping[str, Mapping[str, Any]]
     summary: str
 
 
-def _defaults(learning_rate: float, batch_size: int) -> Mapping[str, Any]:
-    return {"learning_rate": learning_rate, "batch_size": batch_size, "warmup_epochs": 5.0}
+def _spec(task: str, module: ModuleType, lr: float, batch_size: int, summary: str) -> ModelSpec:
+    """A spec from a model module's Config, build and SEARCH_SPACE, with its training defaults."""
+    defaults = {"learning_rate": lr, "batch_size": batch_size, "warmup_epochs": 5.0}
+    return ModelSpec(task, module.Config, module.build, defaults, module.SEARCH_SPACE, summary)
 
-
-PHASE_DEFAULTS = _defaults(1e-3, 256)
 
 MODELS: dict[str, ModelSpec] = {
-    "phasenet": ModelSpec(
-        "phase", phasenet.Config, phasenet.build, PHASE_DEFAULTS, "seisbench PhaseNet"
+    "phasenet": _spec("phase", phasenet, 1e-3, 256, "seisbench PhaseNet"),
+    "phasenet_lstm": _spec(
+        "phase", phasenet_lstm, 1e-3, 256, "PhaseNet with a (Bi)LSTM bottleneck"
     ),
-    "phasenet_lstm": ModelSpec(
-        "phase",
-        phasenet_lstm.Config,
-        phasenet_lstm.build,
-        PHASE_DEFAULTS,
-        "PhaseNet with a (Bi)LSTM bottleneck",
+    "phasenet_conv_lstm": _spec(
+        "phase", phasenet_conv_lstm, 1e-3, 256, "PhaseNet with a convolutional LSTM bottleneck"
     ),
-    "phasenet_conv_lstm": ModelSpec(
-        "phase",
-        phasenet_conv_lstm.Config,
-        phasenet_conv_lstm.build,
-        PHASE_DEFAULTS,
-        "PhaseNet with a convolutional LSTM bottleneck",
+    "phasenet_mag": _spec(
+        "magnitude", phasenet_mag, 1e-3, 32, "PhaseNet-style U-Net magnitude regressor"
     ),
-    "phasenet_mag": ModelSpec(
-        "magnitude",
-        phasenet_mag.Config,
-        phasenet_mag.build,
-        _defaults(1e-3, 32),
-        "PhaseNet-style U-Net magnitude regressor",
+    "eqtransformer_mag": _spec(
+        "magnitude", eqtransformer_mag, 1e-4, 16, "EQTransformer-style encoder + transformer"
     ),
-    "eqtransformer_mag": ModelSpec(
-        "magnitude",
-        eqtransformer_mag.Config,
-        eqtransformer_mag.build,
-        _defaults(1e-4, 16),
-        "EQTransformer-style encoder + transformer magnitude regressor",
-    ),
-    "amag_v2": ModelSpec(
-        "magnitude",
-        amag_v2.Config,
-        amag_v2.build,
-        _defaults(1e-3, 64),
-        "MagnitudeNet: CNN encoder, BiLSTM, attention, regression head",
+    "amag_v2": _spec(
+        "magnitude", amag_v2, 1e-3, 64, "MagnitudeNet: CNN, BiLSTM, attention, regression head"
     ),
 }
 

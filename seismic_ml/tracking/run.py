@@ -49,7 +49,7 @@ def tracked_run(
     """Start (or resume) a run and end it FINISHED, FAILED on an exception, KILLED on a signal."""
     if run_id is None and not nested:
         use_experiment(experiment)
-    with _sigterm_raises():
+    with sigterm_raises():
         run = mlflow.start_run(run_id=run_id, run_name=run_name, nested=nested, tags=tags)
         try:
             yield run
@@ -63,7 +63,7 @@ def tracked_run(
 
 
 @contextmanager
-def _sigterm_raises() -> Iterator[None]:
+def sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM into an exception so the run can be closed as KILLED."""
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -6,27 +6,13 @@ from typing import Any
 
 import click
 
-from seismic_ml.cli_options import add_options, build_section, field_options
+from seismic_ml.cli_options import FriendlyCommand, add_options, build_section, field_options
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.models.registry import MODELS, get_spec, model_types
 
 TASK_NAMES = {"phase": "phase", "mag": "magnitude", "magnitude": "magnitude"}
 DEFAULT_MODEL = {"phase": "phasenet", "magnitude": "amag_v2"}
-EXIT_INTERRUPTED = 130
-
-
-class FriendlyCommand(click.Command):
-    """A SeismicMLError becomes one line on stderr and exit 1, also when run on its own."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except SeismicMLError as exc:
-            raise click.ClickException(str(exc)) from None
-        except KeyboardInterrupt as exc:
-            click.echo(f"interrupted: {exc or 'Ctrl-C'}", err=True)
-            raise SystemExit(EXIT_INTERRUPTED) from None
 
 
 def _flag(*names: str, **kwargs: Any) -> click.Option:

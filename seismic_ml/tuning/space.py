@@ -42,28 +42,9 @@ DEFAULT_SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "dropout": {"type": "float", "low": 0.0, "high": 0.3},
 }
 
+
 # Model-specific entries, merged over the defaults. Choices are picked so every combination
 # validates (e.g. each transformer_nhead divides each transformer_d_model).
-MODEL_SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
-    "phasenet": {},
-    "phasenet_lstm": {
-        "lstm_hidden_size": {"type": "categorical", "choices": [0, 64, 128, 256]},
-        "lstm_num_layers": {"type": "int", "low": 1, "high": 2},
-    },
-    "phasenet_conv_lstm": {
-        "convlstm_hidden": {"type": "categorical", "choices": [32, 64, 128]},
-    },
-    "phasenet_mag": {},
-    "eqtransformer_mag": {
-        "transformer_d_model": {"type": "categorical", "choices": [64, 128, 256]},
-        "transformer_nhead": {"type": "categorical", "choices": [2, 4, 8]},
-    },
-    "amag_v2": {
-        "lstm_hidden": {"type": "categorical", "choices": [64, 128, 256]},
-    },
-}
-
-
 @dataclass(frozen=True)
 class ParamSpec:
     """One searched config field: its section, Optuna kind and its range or choices."""
@@ -127,16 +108,15 @@ def config_fields(model_type: str) -> dict[str, str]:
 
 
 def _section_class(model_type: str, section: str) -> type:
-    return {"model": get_spec(model_type).config_cls, "train": TrainConfig, "data": DataConfig}[
-        section
-    ]
+    classes = {"train": TrainConfig, "data": DataConfig}
+    return classes.get(section) or get_spec(model_type).config_cls
 
 
 def default_space(model_type: str) -> dict[str, dict[str, Any]]:
     """The default entries that apply to this model type, then its own entries."""
     fields = config_fields(model_type)
     space = {k: v for k, v in DEFAULT_SEARCH_SPACE.items() if k in fields}
-    return {**space, **MODEL_SEARCH_SPACES.get(model_type, {})}
+    return {**space, **get_spec(model_type).search_space}
 
 
 def build_search_space(
@@ -147,7 +127,9 @@ def build_search_space(
     raw: dict[str, Any] = {k: v for k, v in default_space(model_type).items() if k not in fixed}
     if path is not None:
         overrides = load_space_file(path)
-        clash = sorted(fixed & set(overrides))
+        dropped = {k for k, v in overrides.items() if v is None}
+        check_names(dropped, model_type, str(path))
+        clash = sorted(fixed & (set(overrides) - dropped))
         if clash:
             raise SeismicMLError(
                 f"{path}: {', '.join(clash)} fixed by a command-line option and also searched;"
@@ -182,19 +164,26 @@ def parse_space(
     raw: Mapping[str, Any], model_type: str, where: str = "search space"
 ) -> SearchSpace:
     """Validate raw specs against the config dataclasses; the first problem raises."""
-    fields = config_fields(model_type)
+    fields = check_names(raw, model_type, where)
     params = {}
     for name, spec in raw.items():
+        section = fields[name]
+        annotation = field_type(_section_class(model_type, section), name)
+        params[name] = parse_spec(name, spec, section, annotation, where)
+    return SearchSpace(model_type, params)
+
+
+def check_names(names: Iterable[str], model_type: str, where: str) -> dict[str, str]:
+    """Raise for a name that is no searchable config field; returns the fields by section."""
+    fields = config_fields(model_type)
+    for name in names:
         if name not in fields:
             hint = " (set by --max-epochs-per-trial)" if name in NOT_SEARCHABLE else ""
             valid = ", ".join(sorted(fields))
             raise SeismicMLError(
                 f"{where}: unknown parameter {name!r}{hint} for {model_type}; valid: {valid}"
             )
-        section = fields[name]
-        annotation = field_type(_section_class(model_type, section), name)
-        params[name] = parse_spec(name, spec, section, annotation, where)
-    return SearchSpace(model_type, params)
+    return fields
 
 
 def parse_spec(name: str, spec: Any, section: str, annotation: Any, where: str) -> ParamSpec:
@@ -244,7 +233,9 @@ def _numeric_spec(
 ) -> ParamSpec:
     if annotation not in (int, float) or (kind == "float" and annotation is int):
         wanted = "int or categorical" if annotation is int else "categorical"
-        raise SeismicMLError(f"{prefix} is a {annotation.__name__} field: use type {wanted}")
+        raise SeismicMLError(
+            f"{prefix}: its field is of type {annotation.__name__}; use type {wanted}"
+        )
     if "low" not in spec or "high" not in spec:
         raise SeismicMLError(f"{prefix} ({kind}) needs low and high")
     cast = float if kind == "float" else int

@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from seismic_ml.config import RunConfig, with_model_defaults
 from seismic_ml.errors import SeismicMLError
-from seismic_ml.tracking.run import DEFAULT_EXPERIMENT, standard_tags
+from seismic_ml.tracking.run import DEFAULT_EXPERIMENT, sigterm_raises, standard_tags
 from seismic_ml.training.loop import Trainer
 from seismic_ml.training.train import TrackingOptions, TrainResult, train
 from seismic_ml.tuning.space import SearchSpace, apply_params, build_search_space
@@ -104,9 +104,10 @@ def tune(options: TuneOptions) -> TuneResult:
     experiment = client.get_experiment(client.get_run(parent).info.experiment_id).name
     objective = Objective(options, space, base, parent, experiment)
     try:
-        study.optimize(
-            objective, n_trials=options.n_trials, timeout=options.timeout, catch=TRIAL_ERRORS
-        )
+        with sigterm_raises():  # SIGTERM between trials also closes the parent
+            study.optimize(
+                objective, n_trials=options.n_trials, timeout=options.timeout, catch=TRIAL_ERRORS
+            )
     except KeyboardInterrupt:
         _finish_quietly(study, parent, "KILLED")
         raise
@@ -190,8 +191,9 @@ def open_study(
             study.set_user_attr(PARENT_ATTR, candidate)
     parent = _wait_for_parent(study, options, project_run)
     _check_study(study, parent, options)
-    if project_run and project_run != parent:
-        MlflowClient().set_tag(project_run, "seismic_ml.tune_parent_run_id", parent)
+    if project_run and project_run != parent:  # this worker's `mlflow run` run points there
+        tags = {ROLE_TAG: "optuna_worker", "seismic_ml.tune_parent_run_id": parent}
+        MlflowClient().log_batch(project_run, tags=[RunTag(k, v) for k, v in tags.items()])
     _attach_sampler(study, options)
     return study, parent
 
@@ -270,8 +272,8 @@ def create_parent_run(options: TuneOptions, project_run: str | None) -> str:
     else:
         experiment_id = experiment_id_for(options.experiment)
         run_id = client.create_run(experiment_id, tags=resolve_tags(tags)).info.run_id
+    # Namespaced keys only: `mlflow run` logged each -P value under its bare name already.
     params = {
-        "task": base.task,
         "model.type": base.model_type,
         "data.dataset": base.data.dataset,
         "tune.sampler": "TPESampler",
@@ -307,8 +309,11 @@ def experiment_id_for(name: str | None) -> str:
 
 
 def _discard_run(run_id: str, project_run: str | None) -> None:
+    """Delete a parent candidate that lost the race (never the run `mlflow run` created)."""
     if run_id != project_run:
-        MlflowClient().delete_run(run_id)
+        client = MlflowClient()
+        client.set_terminated(run_id, "KILLED")
+        client.delete_run(run_id)
 
 
 class PruningCallback:
@@ -349,26 +354,12 @@ class Objective:
         """Train the sampled config; the objective is its best validation loss."""
         values = self.space.suggest(trial)
         cfg = apply_params(self.base, values, epochs=self.options.max_epochs_per_trial)
-        tags = {
-            PARENT_TAG: self.parent,
-            ROLE_TAG: "optuna_trial",
-            NUMBER_TAG: str(trial.number),
-            STUDY_TAG: self.options.name,
-            STATE_TAG: "RUNNING",
-        }
-        tracking = TrackingOptions(
-            experiment=self.experiment,
-            run_name=f"{self.options.name}-trial-{trial.number}",
-            log_model=False,
-            tags=tags,
-        )
         pruning = PruningCallback(trial)
         try:
-            result = train(cfg, tracking, callbacks=[pruning])
+            result = train(cfg, self._tracking(trial), callbacks=[pruning])
         except optuna.TrialPruned:
-            self._close(
-                trial, "PRUNED", "KILLED", {"optuna.pruned_at_epoch": str(pruning.pruned_at)}
-            )
+            pruned_at = {"optuna.pruned_at_epoch": str(pruning.pruned_at)}
+            self._close(trial, "PRUNED", "KILLED", pruned_at)
             raise
         except BaseException as exc:
             trial.set_user_attr(FAIL_REASON_ATTR, _first_line(exc))
@@ -376,6 +367,22 @@ class Objective:
             raise
         self._close(trial, "COMPLETE", None)
         return result.metrics["best/val_loss"]
+
+    def _tracking(self, trial: optuna.Trial) -> TrackingOptions:
+        """A child of the parent run (explicit tag: the parent is not this process's run)."""
+        tags = {
+            PARENT_TAG: self.parent,
+            ROLE_TAG: "optuna_trial",
+            NUMBER_TAG: str(trial.number),
+            STUDY_TAG: self.options.name,
+            STATE_TAG: "RUNNING",
+        }
+        return TrackingOptions(
+            experiment=self.experiment,
+            run_name=f"{self.options.name}-trial-{trial.number}",
+            log_model=False,
+            tags=tags,
+        )
 
     def _close(
         self,
@@ -423,7 +430,9 @@ def _fail_stale_child(study: optuna.Study, trial: FrozenTrial) -> None:
 
 def finish_parent(study: optuna.Study, parent: str, status: str) -> None:
     """Log the study's results to the parent; close it unless another worker still runs trials."""
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     log_results(study, parent)
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
     if not running:
