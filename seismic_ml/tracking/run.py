@@ -45,15 +45,19 @@ def tracked_run(
     run_id: str | None = None,
     nested: bool = False,
     tags: dict[str, str] | None = None,
+    killed_on: tuple[type[BaseException], ...] = (),
 ) -> Iterator[mlflow.ActiveRun]:
-    """Start (or resume) a run and end it FINISHED, FAILED on an exception, KILLED on a signal."""
+    """Start (or resume) a run and end it FINISHED, FAILED on an exception, KILLED on a signal.
+
+    Exceptions in killed_on (such as Optuna's TrialPruned) mean "stopped on purpose": KILLED.
+    """
     if run_id is None and not nested:
         use_experiment(experiment)
     with sigterm_raises():
         run = mlflow.start_run(run_id=run_id, run_name=run_name, nested=nested, tags=tags)
         try:
             yield run
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, *killed_on):
             mlflow.end_run("KILLED")
             raise
         except BaseException:

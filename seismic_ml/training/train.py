@@ -43,6 +43,7 @@ class TrackingOptions:
     nested: bool = False
     log_model: bool = True
     tags: dict[str, str] = field(default_factory=dict)
+    killed_on: tuple[type[BaseException], ...] = ()
 
 
 @dataclass
@@ -72,6 +73,7 @@ def train(
         run_id=options.resume or None,
         nested=options.nested,
         tags=None if options.resume else tags,
+        killed_on=options.killed_on,
     ) as run:
         return _train_in_run(cfg, options, run.info.run_id, callbacks)
 

@@ -1,0 +1,202 @@
+"""The study's results in its parent run: best value and params, trials.csv, analysis figure."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from mlflow.entities import Metric, RunTag
+from mlflow.tracking import MlflowClient
+from optuna.trial import FrozenTrial, TrialState
+
+from seismic_ml.training.train import TrainResult
+from seismic_ml.tuning.trials import RUN_ID_ATTR, first_line
+
+ARTIFACT_DIR = "tuning"
+
+
+@dataclass
+class TuneResult:
+    """The study's state after this worker: counts, the best trial and its runs."""
+
+    study_name: str
+    parent_run_id: str
+    counts: dict[str, int]
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_trial_number: int | None = None
+    best_run_id: str | None = None
+    retrain: TrainResult | None = None
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best complete trial, or None before any trial completed."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return min(complete, key=lambda t: t.value) if complete else None
+
+
+def summarize(study: optuna.Study, parent: str) -> TuneResult:
+    """Counts per state and the best trial, over every worker's trials."""
+    counts = dict(Counter(t.state.name for t in study.get_trials(deepcopy=False)))
+    result = TuneResult(study.study_name, parent, counts)
+    best = best_trial(study)
+    if best is not None:
+        result.best_value, result.best_params = best.value, dict(best.params)
+        result.best_trial_number = best.number
+        result.best_run_id = best.user_attrs.get(RUN_ID_ATTR)
+    return result
+
+
+def log_results(study: optuna.Study, parent: str) -> None:
+    """Best value and params, trial counts and the analysis artifacts, into the parent run."""
+    result = summarize(study, parent)
+    step = sum(result.counts.values())
+    now = int(time.time() * 1000)
+    metrics = {
+        f"n_trials/{s.lower()}": result.counts.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL")
+    }
+    metrics["n_trials/total"] = step
+    tags = {}
+    if result.best_value is not None:
+        metrics["best/value"] = result.best_value
+        metrics["best/trial_number"] = result.best_trial_number
+        tags = {f"best.{k}": str(v) for k, v in result.best_params.items()}
+        tags["best.run_id"] = result.best_run_id or ""
+    client = MlflowClient()
+    client.log_batch(
+        parent,
+        metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        write_artifacts(study, result, Path(tmp))
+        client.log_artifacts(parent, tmp, ARTIFACT_DIR)
+
+
+def write_artifacts(study: optuna.Study, result: TuneResult, folder: Path) -> None:
+    """trials.csv, best_params.json and analysis.png into folder."""
+    trials_table(study).to_csv(folder / "trials.csv", index=False)
+    best = {
+        "value": result.best_value,
+        "params": result.best_params,
+        "trial_number": result.best_trial_number,
+        "run_id": result.best_run_id,
+        "counts": result.counts,
+    }
+    (folder / "best_params.json").write_text(json.dumps(best, indent=2, default=str))
+    plot_analysis(study, result.best_run_id, folder / "analysis.png")
+
+
+def trials_table(study: optuna.Study) -> Any:
+    """Optuna's trials dataframe plus the last epoch each trial reported."""
+    attrs = ("number", "value", "state", "datetime_start", "duration", "params", "user_attrs")
+    frame = study.trials_dataframe(attrs=attrs)
+    if not frame.empty:
+        frame["last_epoch"] = [t.last_step for t in study.get_trials(deepcopy=False)]
+    return frame
+
+
+def plot_analysis(study: optuna.Study, best_run_id: str | None, path: Path) -> Path:
+    """History, parameter importances, learning rate of the top trials, the best curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    _plot_history(axes[0, 0], study)
+    _plot_importances(axes[0, 1], study)
+    _plot_top_learning_rates(axes[1, 0], study)
+    _plot_best_curve(axes[1, 1], best_run_id)
+    fig.suptitle(f"study {study.study_name}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _plot_history(ax: Any, study: optuna.Study) -> None:
+    """Objective per complete trial, the running best, and where pruned trials stopped."""
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and t.last_step is not None]
+    if complete:
+        numbers, values = [t.number for t in complete], [t.value for t in complete]
+        ax.scatter(numbers, values, label="complete")
+        running = [min(values[: i + 1]) for i in range(len(values))]
+        ax.step(numbers, running, where="post", color="C3", label="best so far")
+    if pruned:
+        last = [t.intermediate_values[t.last_step] for t in pruned]
+        ax.scatter([t.number for t in pruned], last, marker="x", color="C7", label="pruned (last)")
+    ax.set(xlabel="trial", ylabel="val/loss", title="optimisation history")
+    _legend_or_note(ax, bool(complete or pruned), "no finished trials yet")
+
+
+def _plot_importances(ax: Any, study: optuna.Study) -> None:
+    """fANOVA importances; they need two or more complete trials."""
+    n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    ax.set(title="parameter importances")
+    if n_complete < 2:
+        _note(ax, f"needs >= 2 complete trials ({n_complete} so far)")
+        return
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except Exception as exc:  # a figure panel must not fail the study
+        _note(ax, f"not available: {first_line(exc)}")
+        return
+    if not importances:
+        _note(ax, "no parameter varied across complete trials")
+        return
+    names = list(importances)[::-1]
+    ax.barh(names, [importances[n] for n in names])
+    ax.set(xlabel="importance")
+
+
+def _plot_top_learning_rates(ax: Any, study: optuna.Study, top: int = 10) -> None:
+    """Learning rate against val/loss for the best complete trials."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ranked = sorted(complete, key=lambda t: t.value)[:top]
+    ranked = [t for t in ranked if "learning_rate" in t.params]
+    ax.set(title=f"learning rate of the top {top} trials")
+    if not ranked:
+        _note(ax, "no complete trial sampled learning_rate")
+        return
+    rates = [t.params["learning_rate"] for t in ranked]
+    ax.scatter(rates, [t.value for t in ranked])
+    for t, rate in zip(ranked, rates):
+        ax.annotate(str(t.number), (rate, t.value), fontsize=8)
+    ax.set(xscale="log", xlabel="learning_rate", ylabel="best val/loss")
+
+
+def _plot_best_curve(ax: Any, best_run_id: str | None) -> None:
+    """The best trial's per-epoch curves, read back from its child run."""
+    from seismic_ml.tracking.history import metric_history
+
+    ax.set(title="best trial", xlabel="epoch", ylabel="loss")
+    if best_run_id is None:
+        _note(ax, "no complete trial yet")
+        return
+    drawn = False
+    for key in ("train/epoch_loss", "val/loss"):
+        frame = metric_history(best_run_id, key)
+        if not frame.empty:
+            ax.plot(frame["step"], frame["value"], marker="o", label=key)
+            drawn = True
+    _legend_or_note(ax, drawn, "the best run logged no epochs")
+
+
+def _legend_or_note(ax: Any, drawn: bool, note: str) -> None:
+    if drawn:
+        ax.legend()
+    else:
+        _note(ax, note)
+
+
+def _note(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
