@@ -14,6 +14,16 @@ os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
 os.environ["GIT_PYTHON_REFRESH"] = "quiet"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _work_in_scratch_folder():
+    """Run every test from the scratch folder: MLflow's SQLite store puts artifacts in ./mlruns."""
+    work = _ROOT / "cwd"
+    work.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(work)
+        yield
+
+
 @pytest.fixture(scope="session")
 def test_root() -> Path:
     """The session's scratch folder holding the seisbench cache and the default MLflow store."""

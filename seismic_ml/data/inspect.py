@@ -74,8 +74,8 @@ def plot_examples(dataset: sbd.WaveformDataset, path: Path) -> Path:
         for channel, component in zip(sample["X"], "ZNE"):
             ax.plot(time, channel / (np.abs(channel).max() + 1e-9), lw=0.5, label=component)
         for label, curve in zip(EXAMPLE_LABELS, sample["y"]):
-            ax.plot(time, curve - 1.2, lw=1.2, label=f"label {label}")
-        ax.set_ylabel(subset.metadata["trace_name"].iloc[i], fontsize=7)
+            ax.plot(time, curve - 2.2, lw=1.2, label=f"label {label}")
+        ax.set_ylabel(_trace_label(subset.metadata.iloc[i]), fontsize=7)
     axes[0, 0].legend(loc="upper right", fontsize=7, ncol=6)
     axes[-1, 0].set_xlabel("time in window (s)")
     fig.tight_layout()
@@ -83,6 +83,16 @@ def plot_examples(dataset: sbd.WaveformDataset, path: Path) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def _trace_label(row: pd.Series) -> str:
+    """The writer's original trace name when seisbench renamed it to a bucket address."""
+    name = row.get("trace_name_original", row["trace_name"])
+    return (
+        f"{name}\nM {row['source_magnitude']:.1f}"
+        if pd.notna(row.get("source_magnitude"))
+        else name
+    )
 
 
 def _has_split(dataset: sbd.WaveformDataset, split: str) -> bool:
