@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEMO_EPOCHS ?= 3
+DEMO_EPOCHS ?= 10
 DEMO_TRACES ?= 2000
 export SEISBENCH_CACHE_ROOT ?= $(CURDIR)/.seisbench
 
