@@ -66,6 +66,8 @@ def train(
     options = options or TrackingOptions()
     cfg = with_model_defaults(cfg)
     cfg.validate()
+    seed_everything(cfg.train.seed)
+    trainer = build_trainer(cfg)  # bad data fails here, before any run exists
     tags = {**standard_tags(cfg.task, cfg.model_type, cfg.data.dataset), **options.tags}
     with tracked_run(
         run_name=options.run_name,
@@ -75,14 +77,16 @@ def train(
         tags=None if options.resume else tags,
         killed_on=options.killed_on,
     ) as run:
-        return _train_in_run(cfg, options, run.info.run_id, callbacks)
+        return _train_in_run(trainer, cfg, options, run.info.run_id, callbacks)
 
 
 def _train_in_run(
-    cfg: RunConfig, options: TrackingOptions, run_id: str, callbacks: Sequence[Callback]
+    trainer: Trainer,
+    cfg: RunConfig,
+    options: TrackingOptions,
+    run_id: str,
+    callbacks: Sequence[Callback],
 ) -> TrainResult:
-    seed_everything(cfg.train.seed)
-    trainer = build_trainer(cfg)
     if options.resume:
         trainer.load_state_dict(_download_checkpoint(options.resume))
         mlflow.set_tag("resumed_to_epochs", str(cfg.train.epochs))
@@ -97,6 +101,7 @@ def _train_in_run(
     _log_weights(model, cfg)
     with tempfile.TemporaryDirectory() as tmp:
         mlflow.log_artifact(str(history.plot_run_history(run_id, Path(tmp))), "plots")
+    mlflow.set_tag("device", str(trainer.device))
     uri = None
     if options.log_model:
         example = model_io.example_input(model)

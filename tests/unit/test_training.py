@@ -140,3 +140,16 @@ def test_every_model_type_trains_one_step(tiny_dataset: str) -> None:
         trainer = trained(tiny_run_config(model_type, batch_size=2, max_steps_per_epoch=1))
         assert trainer.state.step == 1
         assert torch.isfinite(torch.tensor(trainer.state.best_val_loss)), model_type
+
+
+def test_bad_dataset_fails_before_any_run_is_written(tmp_path) -> None:
+    import mlflow
+
+    from seismic_ml.training.train import TrackingOptions, train
+
+    cfg = tiny_run_config(dataset=str(tmp_path / "missing"))
+    with pytest.raises(SeismicMLError, match="unknown dataset"):
+        train(cfg, TrackingOptions(experiment="bad-data"))
+    experiment = mlflow.get_experiment_by_name("bad-data")
+    runs = mlflow.search_runs([experiment.experiment_id]) if experiment else []
+    assert len(runs) == 0
