@@ -134,10 +134,12 @@ def subprocess_env(tracking_uri: str) -> dict[str, str]:
     return env
 
 
-def test_sigterm_marks_the_run_killed(tracking_uri: str, tiny_dataset: str) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_signal_marks_the_run_killed(tracking_uri: str, tiny_dataset: str, signum: int) -> None:
+    name = f"signal-{int(signum)}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "seismic_ml", "train-mag", *TINY, "--epochs", "200",
-         "--run-name", "sigterm-me"],
+         "--early-stopping-patience", "0", "--run-name", name],
         env=subprocess_env(tracking_uri), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     client = MlflowClient()
@@ -147,7 +149,7 @@ def test_sigterm_marks_the_run_killed(tracking_uri: str, tiny_dataset: str) -> N
     while time.monotonic() < deadline and proc.poll() is None:
         exp = experiment("seismic-ml")
         runs = (
-            client.search_runs([exp.experiment_id], "attributes.run_name = 'sigterm-me'")
+            client.search_runs([exp.experiment_id], f"attributes.run_name = '{name}'")
             if exp
             else []
         )
@@ -156,9 +158,10 @@ def test_sigterm_marks_the_run_killed(tracking_uri: str, tiny_dataset: str) -> N
             break
         time.sleep(0.5)
     assert run is not None, proc.stdout.read().decode() if proc.poll() is not None else "no run"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     output = proc.communicate(timeout=60)[0].decode()
-    assert proc.returncode != 0
+    assert proc.returncode == 130
+    assert "interrupted" in output
     assert "Traceback" not in output
     assert client.get_run(run.info.run_id).info.status == "KILLED"
 
