@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -13,6 +14,8 @@ from pathlib import Path
 import mlflow
 
 import seismic_ml
+
+log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "seismic-ml"
 # mlflow.set_experiment writes MLFLOW_EXPERIMENT_ID itself: remember what the user set.
@@ -31,6 +34,8 @@ def under_mlflow_project() -> bool:
 def use_experiment(name: str | None) -> None:
     """Select the experiment unless `mlflow run` or the environment already chose one."""
     if under_mlflow_project() or mlflow.active_run() is not None:
+        if name:
+            log.warning("--experiment %s ignored: `mlflow run` chose the experiment", name)
         return
     if name is None and _USER_EXPERIMENT_ID:
         mlflow.set_experiment(experiment_id=_USER_EXPERIMENT_ID)

@@ -212,3 +212,40 @@ def test_cli_unknown_dataset_is_one_line_and_nonzero(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.output.strip().startswith("Error: unknown dataset")
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_every_data_option_reaches_the_task_datasets(tiny_dataset: str) -> None:
+    """dataset, max_traces, label_sigma (phase) and magnitude_type (magnitude) each take effect."""
+    import dataclasses
+
+    from seismic_ml.config import DataConfig, with_model_defaults
+    from seismic_ml.models.registry import build_model
+    from seismic_ml.training.tasks import make_task
+    from tests.conftest import tiny_run_config
+
+    assert {f.name for f in dataclasses.fields(DataConfig)} == {
+        "dataset", "max_traces", "label_sigma", "magnitude_type",
+    }  # fmt: skip
+    dataset = load_dataset(tiny_dataset)
+
+    def task_sets(model_type: str, **data):
+        cfg = with_model_defaults(tiny_run_config(model_type))
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data))
+        return make_task(cfg).datasets(dataset, build_model(cfg.model_type, cfg.model))
+
+    full_train, _ = task_sets("phasenet")
+    capped_train, capped_dev = task_sets("phasenet", max_traces=5)
+    assert len(capped_train) == 5 and len(capped_dev) == 5 < len(full_train)
+
+    def label_width(sigma: int) -> int:
+        _, dev = task_sets("phasenet", label_sigma=sigma)
+        y = next(dev[i]["y"] for i in range(len(dev)) if dev[i]["y"][1].max() > 0.99)
+        return int((y[1] > np.exp(-0.5)).sum())
+
+    assert label_width(10) < label_width(40)
+
+    train_all, _ = task_sets("amag_v2")
+    train_ml, _ = task_sets("amag_v2", magnitude_type="ML")
+    assert len(train_ml) == len(train_all) > 0
+    with pytest.raises(SeismicMLError, match="of type MW"):
+        task_sets("amag_v2", magnitude_type="MW")
