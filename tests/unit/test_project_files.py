@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 import pytest
-import tomllib
 import yaml
 from click.testing import CliRunner
 
@@ -17,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_conda_env_installs_the_pyproject_dependencies() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
     pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
