@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -16,20 +17,31 @@ from seismic_ml.training.loop import Trainer
 MAX_BATCH = 1000
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = "last.pt"
+log = logging.getLogger(__name__)
 
 
 class MlflowLogger:
-    """Buffers per-step `lr` and `train/loss` and sends them with log_batch, not one by one."""
+    """Buffers per-step `lr` and `train/loss` and sends them with log_batch, not one by one.
 
-    def __init__(self, run_id: str, flush_every: int = 200) -> None:
+    A resumed run replays the steps after its last checkpoint; those already in the run
+    (up to logged_step / logged_epoch) are not logged twice.
+    """
+
+    def __init__(
+        self, run_id: str, logged_step: int = -1, logged_epoch: int = 0, flush_every: int = 200
+    ) -> None:
         self.run_id = run_id
         self.client = MlflowClient()
+        self.logged_step = logged_step
+        self.logged_epoch = logged_epoch
         self.flush_every = flush_every
         self.buffer: list[Metric] = []
 
     def on_step(self, trainer: Trainer, lr: float, loss: float) -> None:
         """Queue the step's learning rate and loss (step = optimizer steps before this one)."""
         step = trainer.state.step - 1
+        if step <= self.logged_step:
+            return
         now = int(time.time() * 1000)
         self.buffer.append(Metric("lr", lr, now, step))
         self.buffer.append(Metric("train/loss", loss, now, step))
@@ -39,6 +51,8 @@ class MlflowLogger:
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float], is_best: bool) -> None:
         """Epoch metrics at step = epoch number; the mean training loss as train/epoch_loss."""
         epoch = trainer.state.epoch
+        if epoch <= self.logged_epoch:
+            return
         now = int(time.time() * 1000)
         for key, value in metrics.items():
             name = "train/epoch_loss" if key == "train/loss" else key
@@ -50,6 +64,13 @@ class MlflowLogger:
         while self.buffer:
             chunk, self.buffer = self.buffer[:MAX_BATCH], self.buffer[MAX_BATCH:]
             self.client.log_batch(self.run_id, metrics=chunk)
+
+    def flush_quietly(self) -> None:
+        """Flush while another error may be propagating: a tracking failure must not mask it."""
+        try:
+            self.flush()
+        except Exception as exc:  # the training error matters more than lost curve points
+            log.warning("could not send %d buffered metrics: %s", len(self.buffer), exc)
 
 
 class CheckpointLogger:

@@ -92,8 +92,12 @@ def _train_in_run(
         mlflow.set_tag("resumed_to_epochs", str(cfg.train.epochs))
     else:
         _log_config(cfg, trainer)
-    callbacks = [MlflowLogger(run_id), CheckpointLogger(), *callbacks]
-    state = trainer.fit(callbacks)
+    logged = _logged_so_far(run_id) if options.resume else (-1, 0)
+    logger = MlflowLogger(run_id, *logged)
+    try:
+        state = trainer.fit([logger, CheckpointLogger(), *callbacks])
+    finally:
+        logger.flush_quietly()  # an interrupted epoch's steps still reach the run
     metrics = _final_metrics(trainer)
     mlflow.log_metrics(metrics)
     history.log_history_artifacts(state.history)
@@ -132,6 +136,13 @@ def _log_config(cfg: RunConfig, trainer: Trainer) -> None:
     params["model.n_parameters"] = str(sum(p.numel() for p in trainer.model.parameters()))
     mlflow.log_params(params)
     mlflow.log_dict(params, "config/run_config.json")
+
+
+def _logged_so_far(run_id: str) -> tuple[int, int]:
+    """Last optimizer step and epoch the run holds, which a resume must not log again."""
+    steps = history.metric_history(run_id, "lr")["step"]
+    epochs = history.metric_history(run_id, "val/loss")["step"]
+    return (int(steps.max()) if len(steps) else -1, int(epochs.max()) if len(epochs) else 0)
 
 
 def _download_checkpoint(run_id: str) -> dict[str, Any]:

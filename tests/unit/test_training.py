@@ -153,3 +153,38 @@ def test_bad_dataset_fails_before_any_run_is_written(tmp_path) -> None:
     experiment = mlflow.get_experiment_by_name("bad-data")
     runs = mlflow.search_runs([experiment.experiment_id]) if experiment else []
     assert len(runs) == 0
+
+
+class InterruptAtStep:
+    """Ctrl-C in the middle of epoch 2 (steps 3, 4, 5), after step 4 was queued for logging."""
+
+    def on_step(self, trainer, lr, loss) -> None:
+        if trainer.state.step == 5:
+            raise KeyboardInterrupt
+
+    def on_epoch_end(self, trainer, metrics, is_best) -> None:
+        pass
+
+
+def test_interrupted_run_resumes_without_logging_a_step_twice(tiny_dataset: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from seismic_ml.training.train import TrackingOptions, resume_config, train
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_run_config(epochs=2), TrackingOptions(run_name="ctrl-c"), [InterruptAtStep()])
+    client = MlflowClient()
+    run = client.search_runs(
+        [client.get_experiment_by_name("seismic-ml").experiment_id],
+        "attributes.run_name = 'ctrl-c'",
+    )[0]
+    run_id = run.info.run_id
+    assert run.info.status == "KILLED"
+    before = {m.step: m.value for m in client.get_metric_history(run_id, "lr")}
+    assert sorted(before) == [0, 1, 2, 3, 4]  # the interrupted epoch's steps were flushed
+    train(resume_config(run_id, epochs=2), TrackingOptions(resume=run_id))
+    after = client.get_metric_history(run_id, "lr")
+    assert sorted(m.step for m in after) == [0, 1, 2, 3, 4, 5]
+    assert {m.step: m.value for m in after if m.step in before} == before
+    assert sorted(m.step for m in client.get_metric_history(run_id, "val/loss")) == [1, 2]
+    assert client.get_run(run_id).info.status == "FINISHED"
