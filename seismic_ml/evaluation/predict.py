@@ -198,7 +198,16 @@ def predict_magnitudes(
         rows.append({**row, "padded": padded})
     if not rows:
         raise SeismicMLError("no station could be evaluated: " + "; ".join(notes))
-    return Prediction("magnitudes", pd.DataFrame(rows), notes)
+    table = pd.DataFrame(rows)
+    notes.append(event_magnitude_note(table["magnitude"].to_numpy()))
+    return Prediction("magnitudes", table, notes)
+
+
+def event_magnitude_note(magnitudes: np.ndarray) -> str:
+    """The network magnitude a seismologist reports: the station median, with its spread (MAD)."""
+    median = float(np.median(magnitudes))
+    mad = float(np.median(np.abs(magnitudes - median)))
+    return f"event magnitude {median:.2f} (median of {len(magnitudes)} stations, MAD {mad:.2f})"
 
 
 def station_window(

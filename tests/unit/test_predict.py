@@ -98,6 +98,8 @@ def test_magnitude_model_gives_one_magnitude_per_station_from_the_window_after_p
             expected = float(models["magnitude"](window)[0])
         assert table.loc[f"SY.{station}.", "magnitude"] == pytest.approx(expected, abs=2e-3)
         assert not table.loc[f"SY.{station}.", "padded"]
+    median = float(np.median(table["magnitude"]))
+    assert f"event magnitude {median:.2f} (median of {len(table)} stations" in result.stderr
 
 
 def test_json_output_and_one_p_time_for_a_single_station(models, event):
