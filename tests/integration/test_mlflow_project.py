@@ -58,3 +58,29 @@ def test_bad_parameter_fails_the_project_run_with_one_line(tracking_uri: str) ->
     assert done.returncode != 0
     assert "lstm_hidden must be positive, got -4" in done.stderr
     assert "Traceback (most recent call last)" not in done.stderr.split("ExecutionException")[0]
+
+
+def test_tune_entry_point_makes_the_project_run_the_parent(
+    tracking_uri: str, tiny_dataset: str, tmp_path: Path
+) -> None:
+    client = MlflowClient()
+    client.create_experiment("it-project-tune")
+    done = mlflow_run(
+        tracking_uri, "tune", "it-project-tune",
+        "model_type=amag_v2", "n_trials=2", "max_epochs_per_trial=1",
+        f"storage=sqlite:///{tmp_path / 'optuna.db'}", "dataset=synthetic:200",
+        "max_steps_per_epoch=2", "batch_size=8", "lstm_hidden=8", "lstm_layers=1",
+        "attention_heads=2",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    experiment = client.get_experiment_by_name("it-project-tune").experiment_id
+    runs = client.search_runs([experiment])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents[0]
+    assert parent.data.params["model_type"] == "amag_v2"  # the -P value mlflow run logged
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert all(c.data.params["model.lstm_hidden"] == "8" for c in children)
+    assert parent.info.status == "FINISHED"
+    assert "best/value" in parent.data.metrics
