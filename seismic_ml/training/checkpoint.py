@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,5 +35,5 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise SeismicMLError(f"no checkpoint at {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError) as exc:
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
         raise SeismicMLError(f"checkpoint {path} is unreadable: {exc}") from exc
