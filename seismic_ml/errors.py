@@ -3,3 +3,9 @@
 
 class SeismicMLError(Exception):
     """A problem a person can fix: bad input, missing data, an invalid combination."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its class name when empty), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

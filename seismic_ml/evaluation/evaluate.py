@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from seismic_ml.config import RunConfig, parse_value
 from seismic_ml.data import pipelines
 from seismic_ml.data.registry import SAMPLING_RATE, get_split, load_dataset, pick_columns
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.evaluation import baselines, metrics, plots
 from seismic_ml.models.magnitude import split_output
 from seismic_ml.tracking import model_io
@@ -164,7 +164,7 @@ def source_run_id(model_uri: str, required: bool = True) -> str | None:
             return client.get_logged_model(match["name"]).source_run_id
     except MlflowException as exc:
         where = mlflow.get_tracking_uri()
-        raise SeismicMLError(f"{model_uri} not found in {where}: {_first_line(exc)}") from exc
+        raise SeismicMLError(f"{model_uri} not found in {where}: {first_line(exc)}") from exc
     return _version_run(client, version, model_uri)
 
 
@@ -245,11 +245,6 @@ def _param(name: str) -> str:
 def _model_params(cfg: RunConfig) -> dict[str, str]:
     """The evaluated model's type and options, so evaluations compare by them in the UI."""
     return {k: v for k, v in cfg.to_params().items() if k == "task" or k.startswith("model.")}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------- inference

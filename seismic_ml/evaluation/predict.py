@@ -19,7 +19,7 @@ import torch
 from obspy import UTCDateTime
 from torch import nn
 
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.models.magnitude import split_output
 from seismic_ml.tracking import model_io
 
@@ -52,7 +52,7 @@ def read_waveforms(paths: Sequence[Path | str]) -> obspy.Stream:
         try:
             stream += obspy.read(str(path))
         except Exception as exc:  # obspy raises a different class for every format and fault
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             raise SeismicMLError(
                 f"cannot read {path}: not a waveform file obspy can read "
                 f"(miniSEED, SAC, GSE2, ...): {reason}"

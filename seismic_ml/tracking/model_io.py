@@ -16,7 +16,7 @@ from torch import nn
 
 import seismic_ml
 from seismic_ml.config import RunConfig
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.errors import SeismicMLError, first_line
 
 MODEL_NAME = "model"
 MODEL_URI_TAG = "seismic_ml.model_uri"
@@ -65,7 +65,7 @@ def load_model(model_uri: str) -> nn.Module:
     try:
         model = mlflow.pytorch.load_model(model_uri, map_location="cpu")
     except (MlflowException, OSError) as exc:
-        raise SeismicMLError(f"cannot load model {model_uri!r}: {_first_line(exc)}") from exc
+        raise SeismicMLError(f"cannot load model {model_uri!r}: {first_line(exc)}") from exc
     return model.eval()
 
 
@@ -107,8 +107,3 @@ def example_input(model: nn.Module, batch: int = 1) -> np.ndarray:
     generator = torch.Generator().manual_seed(0)
     shape = (batch, 3, int(model.in_samples))
     return torch.randn(shape, generator=generator).numpy().astype(np.float32)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

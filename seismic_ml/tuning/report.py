@@ -15,8 +15,9 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
+from seismic_ml.errors import first_line
 from seismic_ml.training.train import TrainResult
-from seismic_ml.tuning.trials import RUN_ID_ATTR, first_line
+from seismic_ml.tuning.trials import RUN_ID_ATTR
 
 ARTIFACT_DIR = "tuning"
 

@@ -20,7 +20,7 @@ import optuna
 import yaml
 
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig, field_type, parse_value
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.models.registry import get_spec
 
 KINDS = ("float", "int", "categorical")
@@ -150,7 +150,7 @@ def load_space_file(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise SeismicMLError(f"{path}: not valid YAML/JSON: {first}") from exc
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
         raise SeismicMLError(f"{path}: must map parameter names to specs, e.g. {_EXAMPLE}")

@@ -23,7 +23,7 @@ from mlflow.tracking.context.registry import resolve_tags
 from optuna.trial import TrialState
 
 from seismic_ml.config import RunConfig, with_model_defaults
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.tracking.run import DEFAULT_EXPERIMENT, sigterm_raises, standard_tags
 from seismic_ml.training.train import TrackingOptions, TrainResult, train
 from seismic_ml.tuning.report import (
@@ -41,7 +41,6 @@ from seismic_ml.tuning.trials import (
     TRIAL_ERRORS,
     Objective,
     fail_stale_child,
-    first_line,
 )
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"

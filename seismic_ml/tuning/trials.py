@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial
 
 from seismic_ml.config import RunConfig
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.training.loop import Trainer
 from seismic_ml.training.train import TrackingOptions, train
 from seismic_ml.tuning.space import SearchSpace, apply_params
@@ -23,21 +23,18 @@ if TYPE_CHECKING:
 
 PARENT_ATTR = "mlflow_parent_run_id"
 RUN_ID_ATTR = "mlflow_run_id"
-
 FAIL_REASON_ATTR = "fail_reason"
-
 PARENT_TAG = "mlflow.parentRunId"
-
 STATE_TAG = "optuna.trial_state"
-
 NUMBER_TAG = "optuna.trial_number"
-
 STUDY_TAG = "optuna.study_name"
-
 ROLE_TAG = "seismic_ml.role"
 
 # A trial failing with these is recorded FAIL and the study goes on; anything else stops it.
 TRIAL_ERRORS = (SeismicMLError, torch.OutOfMemoryError)
+
+
+log = logging.getLogger(__name__)
 
 
 class PruningCallback:
@@ -148,11 +145,3 @@ def fail_stale_child(study: optuna.Study, trial: FrozenTrial) -> None:
                 client.set_terminated(run_id, "FAILED")
     except MlflowException as exc:
         log.warning("could not close the run of stale trial %d: %s", trial.number, exc)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-log = logging.getLogger(__name__)
