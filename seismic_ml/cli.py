@@ -9,17 +9,18 @@ from typing import Any
 import click
 
 from seismic_ml.cli_options import (
-    FieldOption,
     FriendlyCommand,
     FriendlyGroup,
     add_options,
-    build_section,
     field_options,
+    flag_option,
+    model_field_options,
+    run_config_from_options,
 )
-from seismic_ml.config import DataConfig, RunConfig, TrainConfig
+from seismic_ml.config import DataConfig, TrainConfig
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.evaluation.commands import eval_mag, eval_phase, predict
-from seismic_ml.models.registry import MODELS, model_types
+from seismic_ml.models.registry import model_types
 from seismic_ml.tuning.commands import tune
 
 DEFAULT_MODEL = {"phase": "phasenet", "magnitude": "amag_v2"}
@@ -35,23 +36,16 @@ def _section_options(cls: type) -> list[click.Option]:
     return [opt.to_click() for opt in field_options([cls]).values()]
 
 
-def _model_options(task: str) -> tuple[dict[str, FieldOption], list[click.Option]]:
-    names = model_types(task)
-    merged = field_options(MODELS[n].config_cls for n in names)
-    clicks = []
-    for name, opt in merged.items():
-        owners = [n for n in names if name in MODELS[n].config_cls.__dataclass_fields__]
-        opt.help = f"{opt.help} [{', '.join(owners)}]"
-        clicks.append(opt.to_click(show_default=len(owners) == 1))
-    return merged, clicks
+def _model_options(task: str) -> list[click.Option]:
+    merged = model_field_options(model_types(task))
+    return [opt.to_click(show_default=len(opt.owners) == 1) for opt in merged.values()]
 
 
 def _tracking_options() -> list[click.Option]:
     return [
         click.Option(["--experiment"], help="MLflow experiment (default: seismic-ml)"),
-        click.Option(["--run-name", "--run_name", "run_name"], help="MLflow run name"),
-        click.Option(
-            ["--register-as", "--register_as"],
+        flag_option("run_name", help="MLflow run name"),
+        flag_option(
             "register_as",
             default="",
             help="register the model under this name in the MLflow registry",
@@ -63,12 +57,9 @@ def _tracking_options() -> list[click.Option]:
 
 def make_train_command(task: str) -> click.Command:
     """train-phase / train-mag: every option generated from the config dataclasses."""
-    model_opts, model_clicks = _model_options(task)
-    data_names = set(DataConfig.__dataclass_fields__)
-    train_names = set(TrainConfig.__dataclass_fields__)
 
     @add_options(_tracking_options())
-    @add_options(model_clicks)
+    @add_options(_model_options(task))
     @add_options(_section_options(TrainConfig))
     @add_options(_section_options(DataConfig))
     @click.option(
@@ -90,20 +81,11 @@ def make_train_command(task: str) -> click.Command:
     ) -> None:
         from seismic_ml.training.train import TrackingOptions, resume_config, train
 
-        data = {k: v for k, v in given.items() if k in data_names}
-        train_opts = {k: v for k, v in given.items() if k in train_names}
-        model = {k: v for k, v in given.items() if k in model_opts}
         if resume:
-            _only_epochs_with_resume({**data, **train_opts, **model})
-            cfg = resume_config(resume, train_opts.get("epochs"))
+            _only_epochs_with_resume(given)
+            cfg = resume_config(resume, given.get("epochs"))
         else:
-            spec = MODELS[model_type]
-            cfg = RunConfig(
-                model_type=model_type,
-                model=build_section(spec.config_cls, model, model_type),
-                data=build_section(DataConfig, data, "data"),
-                train=build_section(TrainConfig, train_opts, "train"),
-            )
+            cfg = run_config_from_options(model_type, given)
         options = TrackingOptions(experiment, run_name, register_as, alias, resume)
         result = train(cfg, options)
         _report(result)

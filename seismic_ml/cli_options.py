@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from seismic_ml.config import field_type
+from seismic_ml.config import DataConfig, RunConfig, TrainConfig, field_type
 from seismic_ml.errors import SeismicMLError
+from seismic_ml.models.registry import get_spec
 
 _CLICK_TYPES = {int: click.INT, float: click.FLOAT, bool: click.BOOL, str: click.STRING}
 EXIT_INTERRUPTED = 130
@@ -51,15 +52,21 @@ class FieldOption:
     help: str
     choices: tuple | None
     default: Any
+    owners: list[str] = dataclasses.field(default_factory=list)
 
     def to_click(self, show_default: bool = True) -> click.Option:
         """The click option; its default is None so unset options stay distinguishable."""
-        flags = [f"--{self.name.replace('_', '-')}"]
-        if "_" in self.name:
-            flags.append(f"--{self.name}")
         kind = click.Choice(self.choices) if self.choices else _CLICK_TYPES[self.annotation]
         default = f" [default: {self.default}]" if show_default else ""
-        return click.Option([*flags, self.name], type=kind, default=None, help=self.help + default)
+        return flag_option(self.name, type=kind, default=None, help=self.help + default)
+
+
+def flag_option(name: str, **kwargs: Any) -> click.Option:
+    """An option under --dash-name and its --underscore_name alias (MLproject -P keys)."""
+    flags = [f"--{name.replace('_', '-')}"]
+    if "_" in name:
+        flags.append(f"--{name}")
+    return click.Option([*flags, name], **kwargs)
 
 
 def field_options(classes: Iterable[type]) -> dict[str, FieldOption]:
@@ -77,6 +84,33 @@ def field_options(classes: Iterable[type]) -> dict[str, FieldOption]:
                 f.name, field_type(cls, f.name), f.metadata.get("help", ""), choices, f.default
             )
     return options
+
+
+def model_field_options(model_types: Iterable[str]) -> dict[str, FieldOption]:
+    """The options of several model types, each help ending with the models it applies to."""
+    classes = {name: get_spec(name).config_cls for name in model_types}
+    merged = field_options(classes.values())
+    for name, opt in merged.items():
+        owners = [m for m, cls in classes.items() if name in cls.__dataclass_fields__]
+        opt.help = f"{opt.help} [{', '.join(owners)}]"
+        opt.owners = owners
+    return merged
+
+
+def run_config_from_options(model_type: str, given: dict[str, Any]) -> RunConfig:
+    """The RunConfig from config options a user gave (None: not given, the default holds)."""
+    sections = {"data": DataConfig, "train": TrainConfig}
+    values: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    model: dict[str, Any] = {}
+    for key, value in given.items():
+        owner = next((n for n, cls in sections.items() if key in cls.__dataclass_fields__), None)
+        (values[owner] if owner else model)[key] = value
+    return RunConfig(
+        model_type=model_type,
+        model=build_section(get_spec(model_type).config_cls, model, model_type),
+        data=build_section(DataConfig, values["data"], "data"),
+        train=build_section(TrainConfig, values["train"], "train"),
+    )
 
 
 def add_options(options: Iterable[click.Option]) -> Callable:

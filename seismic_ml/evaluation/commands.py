@@ -28,9 +28,7 @@ def _model_check_options(task: str) -> tuple[set[str], list[click.Option]]:
     ]
     for opt in merged.values():
         opt.help = "must match the run, if given (every model option comes from it)"
-        option = opt.to_click(show_default=False)
-        option.show_default = False  # to_click passes the dest name as click's show_default
-        options.append(option)
+        options.append(opt.to_click(show_default=False))
     return {"model_type", *merged}, options
 
 

@@ -6,8 +6,15 @@ from typing import Any
 
 import click
 
-from seismic_ml.cli_options import FriendlyCommand, add_options, build_section, field_options
-from seismic_ml.config import DataConfig, RunConfig, TrainConfig
+from seismic_ml.cli_options import (
+    FriendlyCommand,
+    add_options,
+    field_options,
+    flag_option,
+    model_field_options,
+    run_config_from_options,
+)
+from seismic_ml.config import DataConfig, TrainConfig
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.models.registry import MODELS, get_spec, model_types
 
@@ -15,35 +22,30 @@ TASK_NAMES = {"phase": "phase", "mag": "magnitude", "magnitude": "magnitude"}
 DEFAULT_MODEL = {"phase": "phasenet", "magnitude": "amag_v2"}
 
 
-def _flag(*names: str, **kwargs: Any) -> click.Option:
-    """An option under --dash-name and its --underscore_name alias (for MLproject -P keys)."""
-    flags = [f"--{n.replace('_', '-')}" for n in names]
-    flags += [f"--{n}" for n in names if "_" in n]
-    return click.Option([*flags, names[0]], **kwargs)
-
-
 def _tune_options() -> list[click.Option]:
     return [
-        _flag("task", type=click.Choice(sorted(TASK_NAMES)), help="phase or mag(nitude)"),
-        _flag("model_type", type=click.Choice(model_types()), help="model to tune"),
-        _flag("n_trials", type=int, default=20, show_default=True, help="trials this worker runs"),
-        _flag(
+        flag_option("task", type=click.Choice(sorted(TASK_NAMES)), help="phase or mag(nitude)"),
+        flag_option("model_type", type=click.Choice(model_types()), help="model to tune"),
+        flag_option(
+            "n_trials", type=int, default=20, show_default=True, help="trials this worker runs"
+        ),
+        flag_option(
             "max_epochs_per_trial",
             type=int,
             default=10,
             show_default=True,
             help="epochs per trial; val/loss is reported to the pruner each epoch",
         ),
-        _flag("study_name", help="Optuna study name [default: tune-<model type>]"),
-        _flag(
+        flag_option("study_name", help="Optuna study name [default: tune-<model type>]"),
+        flag_option(
             "storage",
             default="sqlite:///optuna.db",
             show_default=True,
             help="Optuna RDB URL; a PostgreSQL URL shares the study between workers",
         ),
-        _flag("timeout", type=float, help="stop starting trials after this many seconds"),
-        _flag("search_space", help="YAML/JSON file overriding the default search space"),
-        _flag(
+        flag_option("timeout", type=float, help="stop starting trials after this many seconds"),
+        flag_option("search_space", help="YAML/JSON file overriding the default search space"),
+        flag_option(
             "retrain_best",
             type=click.BOOL,
             is_flag=False,
@@ -51,35 +53,29 @@ def _tune_options() -> list[click.Option]:
             default=False,
             help="train the best config for the full --epochs as an ordinary run",
         ),
-        _flag("register_as", default="", help="register the retrained model under this name"),
-        _flag(
+        flag_option("register_as", default="", help="register the retrained model under this name"),
+        flag_option(
             "pruner_startup_trials",
             type=int,
             default=5,
             show_default=True,
             help="complete trials before the median pruner prunes",
         ),
-        _flag(
+        flag_option(
             "pruner_warmup_steps",
             type=int,
             default=5,
             show_default=True,
             help="epochs of a trial before it can be pruned",
         ),
-        _flag("experiment", help="MLflow experiment (default: seismic-ml)"),
+        flag_option("experiment", help="MLflow experiment (default: seismic-ml)"),
     ]
 
 
 def _config_options() -> list[click.Option]:
     """Every data, train and model field: given ones form the base config and are not searched."""
-    sections = [DataConfig, TrainConfig]
-    options = [opt.to_click(show_default=False) for opt in field_options(sections).values()]
-    model_opts = field_options(spec.config_cls for spec in MODELS.values())
-    for name, opt in model_opts.items():
-        owners = [n for n, spec in MODELS.items() if name in spec.config_cls.__dataclass_fields__]
-        opt.help = f"{opt.help} [{', '.join(owners)}]"
-        options.append(opt.to_click(show_default=False))
-    return options
+    fields = {**field_options([DataConfig, TrainConfig]), **model_field_options(MODELS)}
+    return [opt.to_click(show_default=False) for opt in fields.values()]
 
 
 def _all_options() -> list[click.Option]:
@@ -96,21 +92,6 @@ def resolve_model_type(task: str | None, model_type: str | None) -> str:
     if task is not None and get_spec(model_type).task != TASK_NAMES[task]:
         raise SeismicMLError(f"{model_type} is a {get_spec(model_type).task} model, not {task}")
     return model_type
-
-
-def base_config(model_type: str, given: dict[str, Any]) -> RunConfig:
-    """The base config from the config options given; an option of another model is an error."""
-    spec = get_spec(model_type)
-    values = {k: v for k, v in given.items() if v is not None}
-    data = {k: v for k, v in values.items() if k in DataConfig.__dataclass_fields__}
-    train = {k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__}
-    model = {k: v for k, v in values.items() if k not in data and k not in train}
-    return RunConfig(
-        model_type=model_type,
-        model=build_section(spec.config_cls, model, model_type),
-        data=DataConfig(**data),
-        train=TrainConfig(**train),
-    )
 
 
 @click.command("tune", cls=FriendlyCommand)
@@ -141,7 +122,7 @@ def tune(
 
     chosen = resolve_model_type(task, model_type)
     options = TuneOptions(
-        base=base_config(chosen, given),
+        base=run_config_from_options(chosen, given),
         n_trials=n_trials,
         max_epochs_per_trial=max_epochs_per_trial,
         study_name=study_name,
