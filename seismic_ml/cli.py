@@ -132,11 +132,11 @@ def plot_history(run_id: str, plot: bool, out: Path) -> None:
     """Loss and learning-rate curves of a run, from its MLflow metric history."""
     import mlflow
 
-    from seismic_ml.tracking.history import metric_history, plot_run_history
+    from seismic_ml.tracking.history import EPOCH_KEYS, metric_history, plot_run_history
     from seismic_ml.tracking.model_io import get_run
 
     get_run(run_id)
-    for key in ("train/epoch_loss", "val/loss"):
+    for key in EPOCH_KEYS:
         frame = metric_history(run_id, key)
         values = ", ".join(f"{v:.4f}" for v in frame["value"])
         click.echo(f"{key} per epoch: {values or '(none)'}")

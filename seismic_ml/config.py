@@ -106,7 +106,7 @@ class RunConfig:
         params = {"task": self.task, "model.type": self.model_type}
         for prefix, section in (("model", self.model), ("data", self.data), ("train", self.train)):
             for key, value in dataclasses.asdict(section).items():
-                params[f"{prefix}.{key}"] = format_value(value)
+                params[f"{prefix}.{key}"] = str(value)  # None is stored as "None"
         return params
 
     @classmethod
@@ -126,11 +126,6 @@ class RunConfig:
         )
 
 
-def format_value(value: Any) -> str:
-    """The string MLflow stores for a config value; None is 'None'."""
-    return str(value)
-
-
 def section_from_params(cls: type, params: dict[str, str], prefix: str) -> Any:
     """Build one config dataclass from the params under prefix."""
     hints = typing.get_type_hints(cls)
@@ -144,7 +139,7 @@ def section_from_params(cls: type, params: dict[str, str], prefix: str) -> Any:
 
 def parse_value(annotation: Any, text: str, name: str = "value") -> Any:
     """Parse a string (from a param or the command line) into the field's type."""
-    if isinstance(text, str) is False:
+    if not isinstance(text, str):
         return text
     args = typing.get_args(annotation)
     optional = type(None) in args

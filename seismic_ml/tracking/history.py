@@ -14,7 +14,6 @@ import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-STEP_KEYS = ("lr", "train/loss")
 EPOCH_KEYS = ("train/epoch_loss", "val/loss")
 
 
@@ -37,8 +36,7 @@ def metric_history(run_id: str, key: str) -> pd.DataFrame:
 def plot_run_history(run_id: str, out_dir: Path) -> Path:
     """Loss and learning-rate curves of a run, drawn from its metric history, saved as PNG."""
     fig, (ax_step, ax_epoch, ax_lr) = plt.subplots(1, 3, figsize=(15, 4))
-    for key in ("train/loss",):
-        _draw(ax_step, metric_history(run_id, key), key)
+    _draw(ax_step, metric_history(run_id, "train/loss"), "train/loss")
     ax_step.set(xlabel="optimizer step", ylabel="loss", title="training loss per step")
     for key in EPOCH_KEYS:
         _draw(ax_epoch, metric_history(run_id, key), key)
