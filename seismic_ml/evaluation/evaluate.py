@@ -28,12 +28,13 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from seismic_ml.config import RunConfig, parse_value
+from seismic_ml.config import RunConfig
 from seismic_ml.data import pipelines
 from seismic_ml.data.registry import SAMPLING_RATE, get_split, load_dataset, pick_columns
 from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.evaluation import baselines, metrics, plots
 from seismic_ml.models.magnitude import split_output
+from seismic_ml.options import parse_value
 from seismic_ml.tracking import model_io
 from seismic_ml.tracking.run import standard_tags, tracked_run
 from seismic_ml.training.loop import resolve_device

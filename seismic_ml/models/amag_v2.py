@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from seismic_ml.config import option
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.models.magnitude import (
     COMPONENT_ORDER,
@@ -24,6 +23,7 @@ from seismic_ml.models.magnitude import (
     TimePooling,
     check_dropout,
 )
+from seismic_ml.options import option
 
 IN_SAMPLES = 3001
 CNN_CHANNELS = (16, 32, 64, 64, 128, 128)

@@ -18,7 +18,6 @@ import torch
 from seisbench.models.eqtransformer import BiLSTMStack, Encoder, ResCNNStack
 from torch import nn
 
-from seismic_ml.config import option
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.models.magnitude import (
     COMPONENT_ORDER,
@@ -29,6 +28,7 @@ from seismic_ml.models.magnitude import (
     TimePooling,
     check_dropout,
 )
+from seismic_ml.options import option
 
 IN_SAMPLES = 3000
 # From seisbench's EQTransformer (after the original repository).

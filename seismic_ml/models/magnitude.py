@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seismic_ml.config import ConfigBase, option
 from seismic_ml.errors import SeismicMLError
+from seismic_ml.options import ConfigBase, option
 
 LOSSES = ("mse", "huber", "gaussian_nll")
 NORMS = ("std", "peak")

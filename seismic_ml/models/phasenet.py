@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seismic_ml.config import ConfigBase, option
+from seismic_ml.options import ConfigBase, option
 
 IN_SAMPLES = 3001
 SAMPLING_RATE = 100.0

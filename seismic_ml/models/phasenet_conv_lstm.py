@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seismic_ml.config import ConfigBase, option
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.models.phasenet import BOTTLENECK_SAMPLES, PhaseNet, filter_factor_option
+from seismic_ml.options import ConfigBase, option
 
 
 @dataclass

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from seismic_ml.config import ConfigBase, option
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.models.phasenet import PhaseNet, filter_factor_option
+from seismic_ml.options import ConfigBase, option
 
 
 @dataclass

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from seismic_ml.config import option
 from seismic_ml.models.magnitude import (
     COMPONENT_ORDER,
     SAMPLING_RATE,
@@ -23,6 +22,7 @@ from seismic_ml.models.magnitude import (
     check_dropout,
 )
 from seismic_ml.models.phasenet import IN_SAMPLES, PhaseNet, filter_factor_option
+from seismic_ml.options import option
 
 # Channels of the U-Net's per-sample output, the features pooled over time.
 FEATURE_CHANNELS = 32

@@ -19,9 +19,10 @@ from typing import Any
 import optuna
 import yaml
 
-from seismic_ml.config import DataConfig, RunConfig, TrainConfig, field_type, parse_value
+from seismic_ml.config import DataConfig, RunConfig, TrainConfig
 from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.models.registry import get_spec
+from seismic_ml.options import field_type, parse_value
 
 KINDS = ("float", "int", "categorical")
 SPEC_KEYS = {

@@ -11,7 +11,6 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import dataclass
 
 import mlflow
 import optuna
@@ -26,6 +25,7 @@ from seismic_ml.config import RunConfig, with_model_defaults
 from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.tracking.run import DEFAULT_EXPERIMENT, sigterm_raises, standard_tags
 from seismic_ml.training.train import TrackingOptions, TrainResult, train
+from seismic_ml.tuning.options import TuneOptions
 from seismic_ml.tuning.report import (
     ARTIFACT_DIR,
     TuneResult,
@@ -43,37 +43,12 @@ from seismic_ml.tuning.trials import (
     fail_stale_child,
 )
 
-DEFAULT_STORAGE = "sqlite:///optuna.db"
 MODEL_TYPE_ATTR = "model_type"
 # A joining worker waits this long for the creator of a new study to store the parent run id.
 PARENT_WAIT_S = 30.0
 HEARTBEAT_S = 60
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TuneOptions:
-    """What to tune (the base config and its search space), how long, and where it is stored."""
-
-    base: RunConfig
-    n_trials: int | None = 20
-    max_epochs_per_trial: int = 10
-    study_name: str | None = None
-    storage: str = DEFAULT_STORAGE
-    timeout: float | None = None
-    search_space_file: str | None = None
-    fixed_params: tuple[str, ...] = ()
-    pruner_startup_trials: int = 5
-    pruner_warmup_steps: int = 5
-    experiment: str | None = None
-    retrain_best: bool = False
-    register_as: str = ""
-
-    @property
-    def name(self) -> str:
-        """The study name; by default one study per model type."""
-        return self.study_name or f"tune-{self.base.model_type}"
 
 
 def tune(options: TuneOptions) -> TuneResult:

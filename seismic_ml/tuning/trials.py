@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import optuna
 import torch
@@ -16,10 +15,8 @@ from seismic_ml.config import RunConfig
 from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.training.loop import Trainer
 from seismic_ml.training.train import TrackingOptions, train
+from seismic_ml.tuning.options import TuneOptions
 from seismic_ml.tuning.space import SearchSpace, apply_params
-
-if TYPE_CHECKING:
-    from seismic_ml.tuning.study import TuneOptions
 
 PARENT_ATTR = "mlflow_parent_run_id"
 RUN_ID_ATTR = "mlflow_run_id"

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
+from seismic_ml.cli.evaluation import eval_mag, eval_phase
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig
-from seismic_ml.evaluation.commands import eval_mag, eval_phase
 from seismic_ml.evaluation.evaluate import EVALUATED_MODEL_TAG, EVALUATED_RUN_TAG, source_run_id
 from seismic_ml.models import amag_v2, phasenet_lstm
 from seismic_ml.training.train import TrackingOptions, train

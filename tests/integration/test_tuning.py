@@ -16,11 +16,11 @@ from click.testing import CliRunner
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from seismic_ml.tuning.commands import tune
+from seismic_ml.cli.tuning import tune
 
 pytestmark = pytest.mark.integration
 
-TUNE_SCRIPT = "from seismic_ml.tuning.commands import tune; tune()"
+TUNE_SCRIPT = "from seismic_ml.cli.tuning import tune; tune()"
 TINY = [
     "--model-type", "amag_v2", "--lstm-layers", "1", "--attention-heads", "2",
     "--max-steps-per-epoch", "2", "--warmup-epochs", "0",

@@ -14,8 +14,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from seismic_ml.cli.evaluation import predict
 from seismic_ml.data.registry import load_dataset
-from seismic_ml.evaluation.commands import predict
 from seismic_ml.models import amag_v2, phasenet
 from seismic_ml.models.registry import build_model
 from seismic_ml.tracking import model_io

@@ -1,4 +1,4 @@
-"""The eval-phase, eval-mag and predict commands (registered on the CLI group in cli.py)."""
+"""The eval-phase, eval-mag and predict commands (registered on the CLI group in cli/main.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from seismic_ml.cli_options import FriendlyCommand, add_options, field_options
+from seismic_ml.cli.options import FriendlyCommand, add_options, field_options
 from seismic_ml.data.registry import SPLITS
 from seismic_ml.models.registry import MODELS, model_types
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from seismic_ml.cli_options import (
+from seismic_ml.cli.options import (
     FriendlyCommand,
     add_options,
     field_options,
@@ -117,7 +117,7 @@ def tune(
     Config options given here (e.g. --dataset, --batch-size) are fixed, not searched;
     --epochs is for --retrain-best, trials train for --max-epochs-per-trial.
     """
-    from seismic_ml.tuning.study import TuneOptions
+    from seismic_ml.tuning.options import TuneOptions
     from seismic_ml.tuning.study import tune as run_tune
 
     chosen = resolve_model_type(task, model_type)

@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
-from seismic_ml.config import DataConfig, RunConfig, TrainConfig, field_type
+from seismic_ml.config import DataConfig, RunConfig, TrainConfig
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.models.registry import get_spec
+from seismic_ml.options import field_type
 
 _CLICK_TYPES = {int: click.INT, float: click.FLOAT, bool: click.BOOL, str: click.STRING}
 EXIT_INTERRUPTED = 130

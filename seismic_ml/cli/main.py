@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from seismic_ml.cli_options import (
+from seismic_ml.cli.evaluation import eval_mag, eval_phase, predict
+from seismic_ml.cli.options import (
     FriendlyCommand,
     FriendlyGroup,
     add_options,
@@ -17,11 +18,10 @@ from seismic_ml.cli_options import (
     model_field_options,
     run_config_from_options,
 )
+from seismic_ml.cli.tuning import tune
 from seismic_ml.config import DataConfig, TrainConfig
 from seismic_ml.errors import SeismicMLError
-from seismic_ml.evaluation.commands import eval_mag, eval_phase, predict
 from seismic_ml.models.registry import model_types
-from seismic_ml.tuning.commands import tune
 
 DEFAULT_MODEL = {"phase": "phasenet", "magnitude": "amag_v2"}
 
