@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.errors import BadOptionValue, SeismicMLError
 from seismic_ml.models.registry import get_spec
 from seismic_ml.options import ConfigBase, option, section_from_params
 
@@ -49,13 +49,13 @@ class TrainConfig(ConfigBase):
         """Check the fields and the schedule's ranges."""
         super().validate()
         if self.learning_rate is not None and self.learning_rate <= 0:
-            raise SeismicMLError(f"learning_rate must be positive, got {self.learning_rate}")
+            raise BadOptionValue(f"learning_rate must be positive, got {self.learning_rate}")
         if self.batch_size is not None and self.batch_size <= 0:
-            raise SeismicMLError(f"batch_size must be positive, got {self.batch_size}")
+            raise BadOptionValue(f"batch_size must be positive, got {self.batch_size}")
         if self.warmup_epochs is not None and self.warmup_epochs < 0:
-            raise SeismicMLError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+            raise BadOptionValue(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if not 0 < self.scheduler_factor < 1:
-            raise SeismicMLError(f"scheduler_factor must be in (0, 1), got {self.scheduler_factor}")
+            raise BadOptionValue(f"scheduler_factor must be in (0, 1), got {self.scheduler_factor}")
 
 
 @dataclass
@@ -106,3 +106,15 @@ def with_model_defaults(cfg: RunConfig) -> RunConfig:
     defaults = get_spec(cfg.model_type).train_defaults
     unset = {k: v for k, v in defaults.items() if getattr(cfg.train, k) is None}
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **unset))
+
+
+def checked(cfg: RunConfig) -> RunConfig:
+    """cfg with the model's defaults filled in, validated; a bad value is a usage error."""
+    cfg = with_model_defaults(cfg)
+    try:
+        cfg.validate()
+    except BadOptionValue:
+        raise
+    except SeismicMLError as exc:  # a model config's own check
+        raise BadOptionValue(str(exc)) from exc
+    return cfg

@@ -11,7 +11,7 @@ import typing
 from dataclasses import field
 from typing import Any
 
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.errors import BadOptionValue
 
 
 def option(default: Any, help: str, choices: tuple | None = None, positive: bool = False) -> Any:
@@ -24,15 +24,15 @@ class ConfigBase:
     """Shared behaviour of the config dataclasses: validation from field metadata."""
 
     def validate(self) -> None:
-        """Raise SeismicMLError for a value outside its choices or a non-positive size."""
+        """Raise BadOptionValue for a value outside its choices or a non-positive size."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             choices = f.metadata.get("choices")
             if choices and value not in choices:
                 allowed = ", ".join(map(str, choices))
-                raise SeismicMLError(f"{f.name}={value!r} is not one of: {allowed}")
+                raise BadOptionValue(f"{f.name}={value!r} is not one of: {allowed}")
             if f.metadata.get("positive") and value is not None and value <= 0:
-                raise SeismicMLError(f"{f.name} must be positive, got {value}")
+                raise BadOptionValue(f"{f.name} must be positive, got {value}")
 
 
 def section_from_params(cls: type, params: dict[str, str], prefix: str) -> Any:
@@ -62,8 +62,8 @@ def parse_value(annotation: Any, text: str, name: str = "value") -> Any:
         if annotation in (int, float, str):
             return annotation(text)
     except ValueError as exc:
-        raise SeismicMLError(f"{name}: cannot read {text!r} as {annotation.__name__}") from exc
-    raise SeismicMLError(f"{name}: unsupported type {annotation}")
+        raise BadOptionValue(f"{name}: cannot read {text!r} as {annotation.__name__}") from exc
+    raise BadOptionValue(f"{name}: unsupported type {annotation}")
 
 
 def _parse_bool(text: str) -> bool:

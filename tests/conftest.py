@@ -11,6 +11,7 @@ os.environ["SEISBENCH_CACHE_ROOT"] = str(_ROOT / "seisbench")
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_ROOT / 'mlflow.db'}"
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+os.environ["SEISMIC_ML_HOME"] = str(_ROOT / "seismic_ml_home")
 os.environ["GIT_PYTHON_REFRESH"] = "quiet"
 
 

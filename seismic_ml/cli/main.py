@@ -8,8 +8,10 @@ from typing import Any
 
 import click
 
+from seismic_ml import interrupts
 from seismic_ml.cli.evaluation import eval_mag, eval_phase, predict
 from seismic_ml.cli.options import (
+    Duration,
     FriendlyCommand,
     FriendlyGroup,
     add_options,
@@ -19,8 +21,8 @@ from seismic_ml.cli.options import (
     run_config_from_options,
 )
 from seismic_ml.cli.tuning import tune
-from seismic_ml.config import DataConfig, TrainConfig
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.config import DataConfig, TrainConfig, checked
+from seismic_ml.errors import BadOptionValue, SeismicMLError
 from seismic_ml.models.registry import model_types
 
 DEFAULT_MODEL = {"phase": "phasenet", "magnitude": "amag_v2"}
@@ -52,6 +54,14 @@ def _tracking_options() -> list[click.Option]:
         ),
         click.Option(["--alias"], default="", help="registry alias for the new version"),
         click.Option(["--resume"], default="", help="continue this run id from its checkpoint"),
+        flag_option(
+            "tracking_outage_limit",
+            type=Duration(),
+            default="15m",
+            show_default=True,
+            help="how long training goes on while the tracking server is unreachable "
+            "(metrics are spooled locally meanwhile); then it stops, resumable",
+        ),
     ]
 
 
@@ -77,16 +87,19 @@ def make_train_command(task: str) -> click.Command:
         register_as: str,
         alias: str,
         resume: str,
+        tracking_outage_limit: float,
         **given: Any,
     ) -> None:
         from seismic_ml.training.train import TrackingOptions, resume_config, train
 
         if resume:
             _only_epochs_with_resume(given)
-            cfg = resume_config(resume, given.get("epochs"))
+            cfg = resume_config(resume, task, given.get("epochs"))
         else:
-            cfg = run_config_from_options(model_type, given)
-        options = TrackingOptions(experiment, run_name, register_as, alias, resume)
+            cfg = checked(run_config_from_options(model_type, given))
+        options = TrackingOptions(
+            experiment, run_name, register_as, alias, resume, outage_limit_s=tracking_outage_limit
+        )
         result = train(cfg, options)
         _report(result)
 
@@ -99,7 +112,7 @@ def _only_epochs_with_resume(given: dict[str, Any]) -> None:
     extra = sorted(k for k, v in given.items() if v is not None and k != "epochs")
     if extra:
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in extra)
-        raise SeismicMLError(f"with --resume the config comes from the run; drop {flags}")
+        raise BadOptionValue(f"with --resume the config comes from the run; drop {flags}")
 
 
 def _report(result: Any) -> None:
@@ -130,7 +143,7 @@ cli.add_command(tune)
 )
 def plot_history(run_id: str, plot: bool, out: Path) -> None:
     """Loss and learning-rate curves of a run, from its MLflow metric history."""
-    import mlflow
+    from mlflow.tracking import MlflowClient
 
     from seismic_ml.tracking.history import EPOCH_KEYS, metric_history, plot_run_history
     from seismic_ml.tracking.model_io import get_run
@@ -142,9 +155,41 @@ def plot_history(run_id: str, plot: bool, out: Path) -> None:
         click.echo(f"{key} per epoch: {values or '(none)'}")
     if plot:
         path = plot_run_history(run_id, out / run_id)
-        with mlflow.start_run(run_id=run_id):
-            mlflow.log_artifact(str(path), "plots")
+        # an artifact only: reopening the run would change its status
+        MlflowClient().log_artifact(run_id, str(path), "plots")
         click.echo(f"wrote {path} and logged it to run {run_id} under plots/")
+
+
+@cli.group()
+def runs() -> None:
+    """Look after the runs in the tracking store."""
+
+
+@runs.command("gc")
+@click.option(
+    "--stale-after",
+    "--stale_after",
+    "stale_after",
+    type=Duration(),
+    default="10m",
+    show_default=True,
+    help="a RUNNING run whose heartbeat is older than this is lost",
+)
+@click.option("--experiment", multiple=True, help="only this experiment (repeatable; default all)")
+@click.option("--dry-run", "--dry_run", "dry_run", is_flag=True, help="list, change nothing")
+def runs_gc(stale_after: float, experiment: tuple[str, ...], dry_run: bool) -> None:
+    """Mark RUNNING runs whose process is gone (stale heartbeat) FAILED, saying why."""
+    from seismic_ml.tracking.lost_runs import fail_lost_run, find_lost_runs
+    from seismic_ml.tracking.store import existing_experiment_ids
+
+    ids = existing_experiment_ids(experiment) if experiment else None
+    lost = find_lost_runs(stale_after, ids)
+    for run in lost:
+        if not dry_run:
+            fail_lost_run(run, stale_after)
+        verb = "is lost" if dry_run else "marked FAILED"
+        click.echo(f"{run.run_id} ({run.run_name}): no heartbeat for {run.silent_s:.0f} s, {verb}")
+    click.echo(f"{len(lost)} lost run(s) {'found' if dry_run else 'marked FAILED'}")
 
 
 @cli.group()
@@ -185,8 +230,15 @@ def data_inspect(dataset: str, out: Path) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="seismic-ml")
+    """Console-script entry point: Ctrl-C exits 130 and SIGTERM 143, wherever they arrive."""
+    with interrupts.signals_raise():
+        try:
+            cli(prog_name="seismic-ml")
+        except SystemExit as exc:
+            signum = interrupts.received()
+            if signum is not None and exc.code != 0:
+                raise SystemExit(128 + signum) from None
+            raise
 
 
 if __name__ == "__main__":

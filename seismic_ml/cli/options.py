@@ -3,29 +3,73 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
 
+from seismic_ml import interrupts
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.errors import BadOptionValue, SeismicMLError
 from seismic_ml.models.registry import get_spec
 from seismic_ml.options import field_type
 
 _CLICK_TYPES = {int: click.INT, float: click.FLOAT, bool: click.BOOL, str: click.STRING}
-EXIT_INTERRUPTED = 130
+
+
+class OneLineUsageError(click.ClickException):
+    """A bad option value: one line on stderr and click's usage exit code, 2."""
+
+    exit_code = 2
+
+
+class Duration(click.ParamType):
+    """A duration: seconds, or a number with s, m, h or d (90s, 10m, 2h)."""
+
+    name = "duration"
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        """Seconds as a float; a malformed or negative value is a usage error."""
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip().lower()
+        scale = self.units.get(text[-1:], None)
+        try:
+            seconds = float(text[:-1] if scale else text) * (scale or 1.0)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration such as 900, 90s, 15m or 2h", param, ctx)
+        if seconds < 0:
+            self.fail(f"{value!r} is negative", param, ctx)
+        return seconds
 
 
 def invoke_friendly(invoke: Callable[[click.Context], Any], ctx: click.Context) -> Any:
-    """Run a click invoke; a SeismicMLError becomes one line and exit 1, Ctrl-C/SIGTERM exit 130."""
+    """Run a click invoke: errors become one line (exit 2 for a bad value, 1 otherwise);
+    Ctrl-C and SIGTERM end with 128 + the signal number (130, 143), whatever was raised."""
     try:
         return invoke(ctx)
-    except SeismicMLError as exc:
-        raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt as exc:
-        click.echo(f"interrupted: {exc or 'Ctrl-C'}", err=True)
-        raise SystemExit(EXIT_INTERRUPTED) from None
+    except (click.exceptions.ClickException, click.exceptions.Exit):
+        raise
+    except BaseException as exc:
+        if interrupts.received() is not None or isinstance(exc, KeyboardInterrupt):
+            exit_interrupted()
+        if isinstance(exc, BadOptionValue):
+            raise OneLineUsageError(str(exc)) from None
+        if isinstance(exc, SeismicMLError):
+            raise click.ClickException(str(exc)) from None
+        raise
+
+
+def exit_interrupted() -> None:
+    """Say how the process was stopped and exit with 128 + the signal number."""
+    signum = interrupts.received() or signal.SIGINT
+    name = interrupts.SIGNAL_NAMES.get(signum, f"signal {signum}")
+    click.echo(f"interrupted by {name}: stopped cleanly", err=True)
+    raise SystemExit(128 + signum) from None
 
 
 class FriendlyCommand(click.Command):
@@ -131,5 +175,5 @@ def build_section(cls: type, given: dict[str, Any], owner: str) -> Any:
     if unknown:
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in unknown)
         valid = ", ".join(f"--{n.replace('_', '-')}" for n in sorted(names)) or "none"
-        raise SeismicMLError(f"{flags} do(es) not apply to {owner}; its options: {valid}")
+        raise BadOptionValue(f"{flags} do(es) not apply to {owner}; its options: {valid}")
     return cls(**{k: v for k, v in given.items() if v is not None and k in names})

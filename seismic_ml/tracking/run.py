@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+from mlflow.tracking.fluent import _active_run_stack  # ending a run locally has no public API
 
 import seismic_ml
+from seismic_ml import interrupts
+from seismic_ml.errors import first_line
+from seismic_ml.tracking.sender import TrackingOutage
+from seismic_ml.tracking.store import ensure_store, experiment_id
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "seismic-ml"
 # mlflow.set_experiment writes MLFLOW_EXPERIMENT_ID itself: remember what the user set.
 _USER_EXPERIMENT_ID = os.environ.get("MLFLOW_EXPERIMENT_ID")
-
-
-class Terminated(KeyboardInterrupt):
-    """Raised in the main thread when the process receives SIGTERM."""
 
 
 def under_mlflow_project() -> bool:
@@ -40,7 +39,8 @@ def use_experiment(name: str | None) -> None:
     if name is None and _USER_EXPERIMENT_ID:
         mlflow.set_experiment(experiment_id=_USER_EXPERIMENT_ID)
         return
-    mlflow.set_experiment(name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT)
+    name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+    mlflow.set_experiment(experiment_id=experiment_id(name))
 
 
 @contextmanager
@@ -55,37 +55,39 @@ def tracked_run(
     """Start (or resume) a run and end it FINISHED, FAILED on an exception, KILLED on a signal.
 
     Exceptions in killed_on (such as Optuna's TrialPruned) mean "stopped on purpose": KILLED.
+    A run whose end cannot be recorded (the server is down) stays RUNNING until `runs gc`.
     """
+    ensure_store()
     if run_id is None and not nested:
         use_experiment(experiment)
-    with sigterm_raises():
+    with interrupts.signals_raise():
         run = mlflow.start_run(run_id=run_id, run_name=run_name, nested=nested, tags=tags)
         try:
             yield run
-        except (KeyboardInterrupt, *killed_on):
-            mlflow.end_run("KILLED")
-            raise
-        except BaseException:
-            mlflow.end_run("FAILED")
+        except BaseException as exc:
+            stopped = interrupts.received() is not None or isinstance(
+                exc, (KeyboardInterrupt, *killed_on)
+            )
+            _end_quietly("KILLED" if stopped else "FAILED", exc)
             raise
         mlflow.end_run("FINISHED")
 
 
-@contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into an exception so the run can be closed as KILLED."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+def _end_quietly(status: str, error: BaseException) -> None:
+    """End the active run while an error propagates; a tracking failure must not mask it."""
+    if isinstance(error, TrackingOutage):
+        _pop_active_run()
         return
-
-    def _raise(signum: int, frame: object) -> None:
-        raise Terminated(f"received signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, _raise)
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        mlflow.end_run(status)
+    except Exception as exc:  # the original error matters more
+        log.warning("could not mark the run %s: %s", status, first_line(exc))
+
+
+def _pop_active_run() -> None:
+    """Forget the active run without telling the unreachable server (it stays RUNNING)."""
+    _active_run_stack.get().clear()
+    os.environ.pop("MLFLOW_RUN_ID", None)
 
 
 def standard_tags(task: str, model_type: str, dataset: str) -> dict[str, str]:
@@ -109,3 +111,6 @@ def git_commit() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+sigterm_raises = interrupts.signals_raise  # TODO: drop once tuning uses interrupts

@@ -6,7 +6,7 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -37,3 +37,24 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
         raise SeismicMLError(f"checkpoint {path} is unreadable: {exc}") from exc
+
+
+class Snapshotting(Protocol):
+    """A trainer whose state can be saved."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The resumable state."""
+
+
+class CheckpointWriter:
+    """Loop callback: after every epoch, the trainer's state written atomically to one file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_step(self, trainer: Snapshotting, lr: float, loss: float) -> None:
+        """Nothing per step."""
+
+    def on_epoch_end(self, trainer: Snapshotting, metrics: dict[str, float], is_best: bool) -> None:
+        """Overwrite the checkpoint with the state after this epoch."""
+        save_checkpoint(trainer.state_dict(), self.path)

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from seismic_ml import interrupts
 from seismic_ml.config import TrainConfig
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.training.schedule import WarmupPlateauSchedule
@@ -78,18 +79,25 @@ class Trainer:
         self.best_weights: dict[str, torch.Tensor] | None = None
 
     def fit(self, callbacks: Sequence[Callback] = ()) -> LoopState:
-        """Train until the configured epochs or early stopping."""
-        while self.state.epoch < self.cfg.epochs and not self.state.stopped_early:
-            started = time.perf_counter()
-            self._seed_epoch()
-            train_loss = self.train_epoch(callbacks)
-            metrics = {"train/loss": train_loss, **self.validate()}
-            metrics["epoch_time_s"] = time.perf_counter() - started
-            metrics["lr_epoch_end"] = self.schedule.lr
-            is_best = self._record_epoch(metrics)
-            for callback in callbacks:
-                callback.on_epoch_end(self, metrics, is_best)
+        """Train to the configured epochs or early stopping; a signal stops it at a step end."""
+        with interrupts.deferred():
+            while self.state.epoch < self.cfg.epochs and not self.state.stopped_early:
+                interrupts.check()
+                self._fit_epoch(callbacks)
         return self.state
+
+    def _fit_epoch(self, callbacks: Sequence[Callback]) -> None:
+        """Train and validate one epoch, then tell the callbacks."""
+        started = time.perf_counter()
+        self._seed_epoch()
+        train_loss = self.train_epoch(callbacks)
+        interrupts.check()
+        metrics = {"train/loss": train_loss, **self.validate()}
+        metrics["epoch_time_s"] = time.perf_counter() - started
+        metrics["lr_epoch_end"] = self.schedule.lr
+        is_best = self._record_epoch(metrics)
+        for callback in callbacks:
+            callback.on_epoch_end(self, metrics, is_best)
 
     def train_epoch(self, callbacks: Sequence[Callback]) -> float:
         """One pass over the training loader; returns the mean loss."""
@@ -113,6 +121,7 @@ class Trainer:
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
             for callback in callbacks:
                 callback.on_step(self, lr, loss)
+            interrupts.check()
         bar.close()
         return float(np.mean(losses))
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import torch
@@ -16,19 +16,21 @@ from torch import nn
 
 from seismic_ml.config import RunConfig, with_model_defaults
 from seismic_ml.data.registry import load_dataset
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.errors import BadOptionValue, SeismicMLError
 from seismic_ml.models.registry import build_model
-from seismic_ml.tracking import history, model_io
-from seismic_ml.tracking.logger import (
-    CHECKPOINT_DIR,
-    CHECKPOINT_NAME,
-    CheckpointLogger,
-    MlflowLogger,
-)
+from seismic_ml.tracking import history, local, model_io
+from seismic_ml.tracking.logger import CHECKPOINT_DIR, MlflowLogger
+from seismic_ml.tracking.lost_runs import DEFAULT_STALE_AFTER_S, heartbeat_age
 from seismic_ml.tracking.run import standard_tags, tracked_run
-from seismic_ml.training.checkpoint import load_checkpoint
-from seismic_ml.training.loop import Callback, Trainer, resolve_device
+from seismic_ml.tracking.sender import MetricSender, replay_spool
+from seismic_ml.training.checkpoint import CheckpointWriter, load_checkpoint
+from seismic_ml.training.loop import Callback, LoopState, Trainer, resolve_device
 from seismic_ml.training.tasks import make_loaders, make_task, seed_everything
+
+CHECKPOINT_NAME = "last.pt"
+# After an error, how long the metrics still queued may wait for an unreachable server.
+CLOSE_WAIT_S = 30.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,6 +46,7 @@ class TrackingOptions:
     log_model: bool = True
     tags: dict[str, str] = field(default_factory=dict)
     killed_on: tuple[type[BaseException], ...] = ()
+    outage_limit_s: float = 900.0
 
 
 @dataclass
@@ -87,17 +90,53 @@ def _train_in_run(
     run_id: str,
     callbacks: Sequence[Callback],
 ) -> TrainResult:
+    folder = local.run_dir(run_id)
+    checkpoint = folder / CHECKPOINT_NAME
     if options.resume:
-        trainer.load_state_dict(_download_checkpoint(options.resume))
+        replay_spool(run_id, folder)  # metrics a dead process could not send come first
+        trainer.load_state_dict(load_checkpoint(_resume_checkpoint(run_id, checkpoint)))
         mlflow.set_tag("resumed_to_epochs", str(cfg.train.epochs))
     else:
         _log_config(cfg, trainer)
     logged = _logged_so_far(run_id) if options.resume else (-1, 0)
-    logger = MlflowLogger(run_id, *logged)
+    state = _fit(trainer, run_id, checkpoint, options, logged, callbacks)
+    result = _log_results(trainer, cfg, options, run_id, state)
+    local.forget_run(run_id)
+    return result
+
+
+def _fit(
+    trainer: Trainer,
+    run_id: str,
+    checkpoint: Path,
+    options: TrackingOptions,
+    logged: tuple[int, int],
+    callbacks: Sequence[Callback],
+) -> LoopState:
+    """The loop with its checkpoint writer and logger; metrics reach the run even on errors."""
+    sender = MetricSender(run_id, checkpoint.parent, outage_limit_s=options.outage_limit_s)
+    logger = MlflowLogger(sender.start(), checkpoint, *logged)
     try:
-        state = trainer.fit([logger, CheckpointLogger(), *callbacks])
-    finally:
-        logger.flush_quietly()  # an interrupted epoch's steps still reach the run
+        state = trainer.fit([CheckpointWriter(checkpoint), logger, *callbacks])
+    except BaseException:
+        _close_quietly(sender)  # an interrupted epoch's steps still reach the run
+        raise
+    sender.close()  # waits for the server up to the outage limit
+    return state
+
+
+def _close_quietly(sender: MetricSender) -> None:
+    """Send what is queued while another error propagates; never mask that error."""
+    try:
+        sender.close(wait_s=min(sender.outage_limit_s, CLOSE_WAIT_S))
+    except SeismicMLError as exc:
+        log.warning("%s", exc)
+
+
+def _log_results(
+    trainer: Trainer, cfg: RunConfig, options: TrackingOptions, run_id: str, state: LoopState
+) -> TrainResult:
+    """Final metrics, history, best weights, plots and the model, into the run."""
     metrics = _final_metrics(trainer)
     mlflow.log_metrics(metrics)
     history.log_history_artifacts(state.history)
@@ -145,9 +184,11 @@ def _logged_so_far(run_id: str) -> tuple[int, int]:
     return (int(steps.max()) if len(steps) else -1, int(epochs.max()) if len(epochs) else 0)
 
 
-def _download_checkpoint(run_id: str) -> dict[str, Any]:
-    path = model_io.download_artifact(run_id, f"{CHECKPOINT_DIR}/{CHECKPOINT_NAME}")
-    return load_checkpoint(path)
+def _resume_checkpoint(run_id: str, kept: Path) -> Path:
+    """The checkpoint to resume from: the one kept here (it may be newer), else the run's."""
+    if kept.is_file():
+        return kept
+    return model_io.download_artifact(run_id, f"{CHECKPOINT_DIR}/{CHECKPOINT_NAME}")
 
 
 def _final_metrics(trainer: Trainer) -> dict[str, float]:
@@ -176,9 +217,38 @@ def _log_weights(model: nn.Module, cfg: RunConfig) -> None:
         mlflow.log_artifacts(tmp, artifact_path="weights")
 
 
-def resume_config(run_id: str, epochs: int | None = None) -> RunConfig:
-    """The config of a run to resume, optionally with more epochs."""
-    cfg = model_io.run_config(run_id)
-    if epochs is not None:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
-    return cfg
+def resume_config(run_id: str, task: str, epochs: int | None = None) -> RunConfig:
+    """The config of a run to resume (optionally to more epochs), refused when it cannot be."""
+    run = model_io.get_run(run_id)
+    cfg = RunConfig.from_params(run.data.params)
+    if cfg.task != task:
+        command = "train-phase" if cfg.task == "phase" else "train-mag"
+        raise BadOptionValue(
+            f"run {run_id} trained a {cfg.task} model ({cfg.model_type}), not a {task} model: "
+            f"resume it with `seismic-ml {command} --resume {run_id}`"
+        )
+    _check_not_alive(run)
+    done = _epochs_done(run_id)
+    target = cfg.train.epochs if epochs is None else epochs
+    if target <= done:
+        raise BadOptionValue(
+            f"run {run_id} already has {done} epochs: give --epochs above {done} to train more"
+        )
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=target))
+
+
+def _check_not_alive(run: mlflow.entities.Run) -> None:
+    """A RUNNING run with a fresh heartbeat still has a process training it."""
+    age = heartbeat_age(run)
+    if run.info.status == "RUNNING" and age is not None and age <= DEFAULT_STALE_AFTER_S:
+        raise SeismicMLError(
+            f"run {run.info.run_id} is RUNNING with a heartbeat {age:.0f} s ago: another "
+            "process is training it; if that process is gone, `seismic-ml runs gc` marks it "
+            f"FAILED once its heartbeat is {DEFAULT_STALE_AFTER_S:.0f} s old"
+        )
+
+
+def _epochs_done(run_id: str) -> int:
+    """Epochs the run holds (its per-epoch val/loss steps)."""
+    steps = history.metric_history(run_id, "val/loss")["step"]
+    return int(steps.max()) if len(steps) else 0

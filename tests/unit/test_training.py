@@ -182,7 +182,7 @@ def test_interrupted_run_resumes_without_logging_a_step_twice(tiny_dataset: str)
     assert run.info.status == "KILLED"
     before = {m.step: m.value for m in client.get_metric_history(run_id, "lr")}
     assert sorted(before) == [0, 1, 2, 3, 4]  # the interrupted epoch's steps were flushed
-    train(resume_config(run_id, epochs=2), TrackingOptions(resume=run_id))
+    train(resume_config(run_id, "magnitude", epochs=2), TrackingOptions(resume=run_id))
     after = client.get_metric_history(run_id, "lr")
     assert sorted(m.step for m in after) == [0, 1, 2, 3, 4, 5]
     assert {m.step: m.value for m in after if m.step in before} == before

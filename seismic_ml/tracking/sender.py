@@ -1,0 +1,202 @@
+"""A run's metrics sent in batches by a background thread, with a heartbeat, surviving outages.
+
+Training never waits on the tracking server: metrics queue in memory and a thread sends them
+with `log_batch` every few seconds, together with the run's heartbeat tag. When the server
+cannot be reached past MLflow's own retries, unsent metrics are appended to a spool file next
+to the run's local checkpoint and sent, in order, once the server answers again (also by a
+later `--resume` of the run, if this process dies first). MLflow stores a metric identical in
+key, value, step and timestamp once, so a batch sent twice is never a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from mlflow.entities import Metric, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from requests.exceptions import RequestException
+
+from seismic_ml.errors import SeismicMLError, first_line
+
+HEARTBEAT_TAG = "seismic_ml.heartbeat"
+SEND_INTERVAL_S = 30.0
+MAX_BATCH = 1000
+SPOOL_NAME = "spool.jsonl"
+# What a failed send looks like: the server unreachable, or answering with an error.
+SEND_ERRORS = (MlflowException, RequestException, OSError)
+
+log = logging.getLogger(__name__)
+
+
+class TrackingOutage(SeismicMLError):
+    """The tracking server stayed unreachable for longer than the configured limit."""
+
+
+class MetricSender:
+    """Queue of one run's metrics; a daemon thread sends it with the heartbeat every interval."""
+
+    def __init__(
+        self,
+        run_id: str,
+        local_dir: Path,
+        interval_s: float = SEND_INTERVAL_S,
+        outage_limit_s: float = 900.0,
+    ) -> None:
+        self.run_id = run_id
+        self.spool = local_dir / SPOOL_NAME
+        self.interval_s = interval_s
+        self.outage_limit_s = outage_limit_s
+        self.client = MlflowClient()
+        self.pending: list[Metric] = []
+        self.upload: tuple[Path, str, int] | None = None  # newest file not yet uploaded
+        self._generation = 0
+        self.n_spooled = 0  # leading pending metrics already in the spool file
+        self.down_since: float | None = None
+        self.last_error = ""
+        self._queue_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        local_dir.mkdir(parents=True, exist_ok=True)
+
+    def add(self, metrics: Iterable[Metric]) -> None:
+        """Queue metrics, in order; the thread sends them."""
+        with self._queue_lock:
+            self.pending.extend(metrics)
+
+    def upload_later(self, path: Path, artifact_dir: str) -> None:
+        """Upload this file after the queued metrics (a newer one replaces a pending one)."""
+        with self._queue_lock:
+            self._generation += 1
+            self.upload = (path, artifact_dir, self._generation)
+
+    def start(self) -> MetricSender:
+        """Start the sending thread (sends a first heartbeat right away)."""
+        self._thread = threading.Thread(target=self._run, name="seismic_ml-sender", daemon=True)
+        self._thread.start()
+        return self
+
+    def request_send(self) -> None:
+        """Ask the thread to send now (epoch ends) instead of at its next interval."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.send()
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+
+    def send(self) -> bool:
+        """Send everything queued plus the heartbeat; False (and spooled) when the server fails."""
+        with self._send_lock:
+            try:
+                self._send_all()
+            except SEND_ERRORS as exc:
+                self._went_down(exc)
+                return False
+            self._came_back()
+            return True
+
+    def _send_all(self) -> None:
+        heartbeat = [RunTag(HEARTBEAT_TAG, str(int(time.time())))]
+        while True:
+            with self._queue_lock:
+                batch = self.pending[:MAX_BATCH]
+            if not batch and not heartbeat:
+                break
+            self.client.log_batch(self.run_id, metrics=batch, tags=heartbeat)
+            heartbeat = []
+            with self._queue_lock:
+                del self.pending[: len(batch)]
+                self.n_spooled = max(self.n_spooled - len(batch), 0)
+        with self._queue_lock:
+            upload = self.upload
+        if upload is not None:
+            self.client.log_artifact(self.run_id, str(upload[0]), upload[1])
+            with self._queue_lock:
+                if self.upload == upload:
+                    self.upload = None
+
+    def _went_down(self, exc: BaseException) -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            log.warning("tracking server unreachable, spooling metrics: %s", first_line(exc))
+        self.last_error = first_line(exc)
+        self._spool_pending()
+
+    def _came_back(self) -> None:
+        if self.down_since is not None:
+            log.warning("tracking server reachable again: spooled metrics sent")
+        self.down_since = None
+        if self.spool.exists():
+            self.spool.unlink()
+
+    def _spool_pending(self) -> None:
+        """Append the queued metrics not yet in the spool file, so a crash loses none."""
+        with self._queue_lock:
+            fresh = self.pending[self.n_spooled :]
+            self.n_spooled = len(self.pending)
+        with open(self.spool, "a") as handle:
+            for m in fresh:
+                handle.write(json.dumps([m.key, m.value, m.timestamp, m.step]) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    @property
+    def outage_s(self) -> float:
+        """Seconds the server has been unreachable (0 when it answers)."""
+        return 0.0 if self.down_since is None else time.monotonic() - self.down_since
+
+    def check_outage(self, checkpoint: Path | None) -> None:
+        """Raise TrackingOutage once the outage outlasts the limit (the run stays resumable)."""
+        if self.outage_s <= self.outage_limit_s:
+            return
+        where = f"local checkpoint {checkpoint}" if checkpoint else f"spool {self.spool}"
+        raise TrackingOutage(
+            f"tracking server unreachable for {self.outage_s:.0f} s, over the "
+            f"--tracking-outage-limit of {self.outage_limit_s:.0f} s ({self.last_error}); "
+            f"training stopped, {where} kept; resume with --resume {self.run_id} "
+            "once the server answers"
+        )
+
+    def close(self, wait_s: float | None = None) -> None:
+        """Stop the thread and send what is left, retrying for up to wait_s (default the limit)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        deadline = time.monotonic() + (self.outage_limit_s if wait_s is None else wait_s)
+        while not self.send():
+            if time.monotonic() >= deadline:
+                raise TrackingOutage(
+                    f"tracking server unreachable ({self.last_error}): {len(self.pending)} "
+                    f"metrics of run {self.run_id} are kept in {self.spool}; resume with "
+                    f"--resume {self.run_id} once the server answers"
+                )
+            time.sleep(min(2.0, max(deadline - time.monotonic(), 0)))
+
+
+def replay_spool(run_id: str, local_dir: Path) -> int:
+    """Send a spool left by a process that died during an outage; returns how many metrics."""
+    spool = local_dir / SPOOL_NAME
+    if not spool.exists():
+        return 0
+    metrics = [Metric(k, v, t, s) for k, v, t, s in map(json.loads, _lines(spool))]
+    client = MlflowClient()
+    for start in range(0, len(metrics), MAX_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + MAX_BATCH])
+    spool.unlink()
+    return len(metrics)
+
+
+def _lines(path: Path) -> list[str]:
+    """The complete lines of a file (a torn last line from a crash is dropped)."""
+    return [line for line in path.read_text().split("\n")[:-1] if line]
