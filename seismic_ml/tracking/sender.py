@@ -1,11 +1,12 @@
 """A run's metrics sent in batches by a background thread, with a heartbeat, surviving outages.
 
 Training never waits on the tracking server: metrics queue in memory and a thread sends them
-with `log_batch` every few seconds, together with the run's heartbeat tag. When the server
-cannot be reached past MLflow's own retries, unsent metrics are appended to a spool file next
-to the run's local checkpoint and sent, in order, once the server answers again (also by a
-later `--resume` of the run, if this process dies first). MLflow stores a metric identical in
-key, value, step and timestamp once, so a batch sent twice is never a duplicate.
+with `log_batch` every interval, together with the run's heartbeat tag. Every queued metric is
+also appended to a spool file next to the run's local checkpoint (a write-ahead log, emptied
+whenever the queue is), so neither an outage longer than MLflow's retries nor a killed process
+loses one: the thread keeps sending in order once the server answers, and a `--resume` of the
+run sends what a dead process left. MLflow stores a metric identical in key, value, step and
+timestamp once, so a metric sent twice is never a duplicate.
 """
 
 from __future__ import annotations
@@ -55,9 +56,10 @@ class MetricSender:
         self.outage_limit_s = outage_limit_s
         self.client = MlflowClient()
         self.pending: list[Metric] = []
+        local_dir.mkdir(parents=True, exist_ok=True)
+        self._spool = open(self.spool, "a")  # noqa: SIM115 (open for the sender's lifetime)
         self.upload: tuple[Path, str, int] | None = None  # newest file not yet uploaded
         self._generation = 0
-        self.n_spooled = 0  # leading pending metrics already in the spool file
         self.down_since: float | None = None
         self.last_error = ""
         self._queue_lock = threading.Lock()
@@ -65,12 +67,15 @@ class MetricSender:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        local_dir.mkdir(parents=True, exist_ok=True)
 
     def add(self, metrics: Iterable[Metric]) -> None:
-        """Queue metrics, in order; the thread sends them."""
+        """Queue metrics, in order, and append them to the spool; the thread sends them."""
+        metrics = list(metrics)
+        lines = "".join(json.dumps([m.key, m.value, m.timestamp, m.step]) + "\n" for m in metrics)
         with self._queue_lock:
             self.pending.extend(metrics)
+            self._spool.write(lines)
+            self._spool.flush()
 
     def upload_later(self, path: Path, artifact_dir: str) -> None:
         """Upload this file after the queued metrics (a newer one replaces a pending one)."""
@@ -116,7 +121,8 @@ class MetricSender:
             heartbeat = []
             with self._queue_lock:
                 del self.pending[: len(batch)]
-                self.n_spooled = max(self.n_spooled - len(batch), 0)
+                if not self.pending:
+                    self._spool.truncate(0)
         with self._queue_lock:
             upload = self.upload
         if upload is not None:
@@ -130,25 +136,13 @@ class MetricSender:
             self.down_since = time.monotonic()
             log.warning("tracking server unreachable, spooling metrics: %s", first_line(exc))
         self.last_error = first_line(exc)
-        self._spool_pending()
+        with self._queue_lock:
+            os.fsync(self._spool.fileno())  # the unsent metrics survive even a power cut
 
     def _came_back(self) -> None:
         if self.down_since is not None:
             log.warning("tracking server reachable again: spooled metrics sent")
         self.down_since = None
-        if self.spool.exists():
-            self.spool.unlink()
-
-    def _spool_pending(self) -> None:
-        """Append the queued metrics not yet in the spool file, so a crash loses none."""
-        with self._queue_lock:
-            fresh = self.pending[self.n_spooled :]
-            self.n_spooled = len(self.pending)
-        with open(self.spool, "a") as handle:
-            for m in fresh:
-                handle.write(json.dumps([m.key, m.value, m.timestamp, m.step]) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
 
     @property
     def outage_s(self) -> float:
@@ -182,6 +176,8 @@ class MetricSender:
                     f"--resume {self.run_id} once the server answers"
                 )
             time.sleep(min(2.0, max(deadline - time.monotonic(), 0)))
+        self._spool.close()
+        self.spool.unlink(missing_ok=True)
 
 
 def replay_spool(run_id: str, local_dir: Path) -> int:

@@ -92,6 +92,7 @@ def _train_in_run(
 ) -> TrainResult:
     folder = local.run_dir(run_id)
     checkpoint = folder / CHECKPOINT_NAME
+    local.claim(run_id)
     if options.resume:
         replay_spool(run_id, folder)  # metrics a dead process could not send come first
         trainer.load_state_dict(load_checkpoint(_resume_checkpoint(run_id, checkpoint)))
@@ -127,8 +128,9 @@ def _fit(
 
 def _close_quietly(sender: MetricSender) -> None:
     """Send what is queued while another error propagates; never mask that error."""
+    wait_s = 0.0 if sender.outage_s else min(sender.outage_limit_s, CLOSE_WAIT_S)
     try:
-        sender.close(wait_s=min(sender.outage_limit_s, CLOSE_WAIT_S))
+        sender.close(wait_s=wait_s)
     except SeismicMLError as exc:
         log.warning("%s", exc)
 
@@ -228,6 +230,7 @@ def resume_config(run_id: str, task: str, epochs: int | None = None) -> RunConfi
             f"resume it with `seismic-ml {command} --resume {run_id}`"
         )
     _check_not_alive(run)
+    replay_spool(run_id, local.run_dir(run_id))  # metrics a dead process could not send
     done = _epochs_done(run_id)
     target = cfg.train.epochs if epochs is None else epochs
     if target <= done:
@@ -240,6 +243,8 @@ def resume_config(run_id: str, task: str, epochs: int | None = None) -> RunConfi
 def _check_not_alive(run: mlflow.entities.Run) -> None:
     """A RUNNING run with a fresh heartbeat still has a process training it."""
     age = heartbeat_age(run)
+    if local.owner_gone(run.info.run_id):  # this machine's trainer of it has exited
+        return
     if run.info.status == "RUNNING" and age is not None and age <= DEFAULT_STALE_AFTER_S:
         raise SeismicMLError(
             f"run {run.info.run_id} is RUNNING with a heartbeat {age:.0f} s ago: another "

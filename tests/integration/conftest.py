@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,32 +40,60 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> N
     raise RuntimeError(f"mlflow server at {url} not healthy after {timeout} s")
 
 
+class Server:
+    """A real `mlflow server` subprocess in its own process group, with its log."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = root / "server.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                MLFLOW, "server",
+                "--backend-store-uri", f"sqlite:///{root / 'backend.db'}",
+                "--artifacts-destination", str(root / "artifacts"),
+                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "2",
+            ],
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            _wait_healthy(self.url, self.proc)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}\n{self.log()}") from None
+
+    def log(self) -> str:
+        """The server's output so far (for failure messages)."""
+        return self.log_path.read_text()[-5000:]
+
+    def signal(self, signum: int) -> None:
+        """Send a signal to the whole server (its workers too), e.g. SIGSTOP and SIGCONT."""
+        os.killpg(self.proc.pid, signum)
+
+    def stop(self) -> None:
+        """Terminate the server and its workers."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGCONT)
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=20)
+        except ProcessLookupError:
+            pass
+        self._log.close()
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URI of a real MLflow tracking server (SQLite backend, served artifacts) for the session."""
-    root = tmp_path_factory.mktemp("mlflow_server")
-    port = free_port()
-    log = open(root / "server.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            MLFLOW, "server",
-            "--backend-store-uri", f"sqlite:///{root / 'backend.db'}",
-            "--artifacts-destination", str(root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-        ],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    server = Server(tmp_path_factory.mktemp("mlflow_server"))
     try:
-        _wait_healthy(url, proc)
-        yield url
+        yield server.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        server.stop()
 
 
 @pytest.fixture

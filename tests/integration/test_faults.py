@@ -1,0 +1,284 @@
+"""Faults injected for real: a killed trainer, a stopped tracking server, racing processes,
+bad option values. Each test waits on what MLflow shows, never on a guessed delay."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from click.testing import CliRunner
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from seismic_ml.cli import cli
+from seismic_ml.tracking.lost_runs import REASON_TAG
+from seismic_ml.tracking.sender import HEARTBEAT_TAG
+from tests.integration.conftest import Server
+
+pytestmark = pytest.mark.integration
+
+TINY = [
+    "--dataset", "synthetic:200", "--batch-size", "8", "--max-steps-per-epoch", "3",
+    "--lstm-hidden", "8", "--lstm-layers", "1", "--attention-heads", "2",
+    "--early-stopping-patience", "0", "--warmup-epochs", "1",
+]  # fmt: skip
+STEPS_PER_EPOCH = 3
+# The injected outage: the server is stopped this long (the fault's length, not a wait).
+OUTAGE_S = 20.0
+
+
+def env_for(url: str, **extra: str) -> dict[str, str]:
+    """The environment of a CLI subprocess against a tracking store (test caches kept)."""
+    env = dict(os.environ, MLFLOW_TRACKING_URI=url, **extra)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def start_cli(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
+    """`python -m seismic_ml ARGS` in the background, its output kept for failure messages."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "seismic_ml", *args],
+        env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def output_of(proc: subprocess.Popen) -> str:
+    """What a finished (or killed) process printed."""
+    if proc.poll() is None:
+        proc.kill()
+    return proc.communicate(timeout=60)[0]
+
+
+def wait_for(probe: Callable[[], Any], what: str, proc: subprocess.Popen | None = None) -> Any:
+    """Poll probe until it returns something truthy (bounded); fail with the process output."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"process ended before {what}:\n{output_of(proc)}")
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.3)
+    detail = output_of(proc) if proc is not None else ""
+    pytest.fail(f"timed out waiting for {what}\n{detail}")
+
+
+def run_named(client: MlflowClient, experiment: str, name: str) -> Run | None:
+    """The run of that name in the experiment, once it exists."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs([found.experiment_id], f"attributes.run_name = '{name}'")
+    return runs[0] if runs else None
+
+
+def epochs_logged(client: MlflowClient, experiment: str, name: str, n: int = 1) -> Run | None:
+    """The named run once it holds at least n epochs of val/loss."""
+    run = run_named(client, experiment, name)
+    if run and len(client.get_metric_history(run.info.run_id, "val/loss")) >= n:
+        return run
+    return None
+
+
+def steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
+    """Every step of a metric's history, duplicates included, in order."""
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def assert_every_metric_once(client: MlflowClient, run_id: str, epochs: int) -> None:
+    """lr and train/loss at every optimizer step, and each epoch metric, exactly once."""
+    n_steps = epochs * STEPS_PER_EPOCH
+    assert steps(client, run_id, "lr") == list(range(n_steps))
+    assert steps(client, run_id, "train/loss") == list(range(n_steps))
+    for key in ("val/loss", "train/epoch_loss", "val/mae"):
+        assert steps(client, run_id, key) == list(range(1, epochs + 1)), key
+
+
+def invoke(*args: str) -> Any:
+    """The CLI in-process, as a user would call it."""
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture
+def experiment(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh experiment for this test's runs, for this process and its subprocesses."""
+    name = f"faults-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def stoppable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A tracking server of this module's own, which tests stop (SIGSTOP) and continue."""
+    server = Server(tmp_path_factory.mktemp("stoppable_server"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def on_stoppable(stoppable_server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    """Point this process's MLflow client at the stoppable server."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", stoppable_server.url)
+    mlflow.set_tracking_uri(stoppable_server.url)
+    yield stoppable_server
+    stoppable_server.signal(signal.SIGCONT)
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+
+
+def test_killed_trainer_is_found_by_gc_marked_failed_and_resumes(
+    tracking_uri: str, tiny_dataset: str, experiment: str
+) -> None:
+    client = MlflowClient()
+    args = ["train-mag", *TINY, "--epochs", "300", "--run-name", "victim"]
+    proc = start_cli(args, env_for(tracking_uri))
+    run = wait_for(lambda: epochs_logged(client, experiment, "victim"), "a first epoch", proc)
+    assert HEARTBEAT_TAG in client.get_run(run.info.run_id).data.tags
+    alive = invoke("runs", "gc", "--experiment", experiment)
+    assert alive.exit_code == 0 and "0 lost run(s)" in alive.output, alive.output
+    proc.kill()  # SIGKILL: no handler runs, the run stays RUNNING
+    proc.wait(timeout=30)
+    assert client.get_run(run.info.run_id).info.status == "RUNNING"
+
+    def gc_marks_it() -> bool:
+        result = invoke("runs", "gc", "--experiment", experiment, "--stale-after", "1s")
+        assert result.exit_code == 0, result.output
+        return "1 lost run(s) marked FAILED" in result.output
+
+    wait_for(gc_marks_it, "gc to find the lost run")
+    lost = client.get_run(run.info.run_id)
+    assert lost.info.status == "FAILED"
+    assert "no heartbeat" in lost.data.tags[REASON_TAG]
+    done = len(steps(client, run.info.run_id, "val/loss"))
+    resumed = invoke("train-mag", "--resume", run.info.run_id, "--epochs", str(done + 1))
+    assert resumed.exit_code == 0, resumed.output
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    assert_every_metric_once(client, run.info.run_id, done + 1)
+
+
+@pytest.mark.parametrize(
+    "retries", ["6", "0"], ids=["mlflow-retries-cover-it", "past-the-retry-budget"]
+)
+def test_training_rides_out_a_stopped_tracking_server(
+    on_stoppable: Server, tiny_dataset: str, experiment: str, retries: str
+) -> None:
+    client = MlflowClient()
+    env = env_for(
+        on_stoppable.url,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES=retries,
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1",
+        MLFLOW_HTTP_REQUEST_TIMEOUT="2",
+    )
+    epochs = 40
+    proc = start_cli(["train-mag", *TINY, "--epochs", str(epochs), "--run-name", "outage"], env)
+    run = wait_for(lambda: epochs_logged(client, experiment, "outage"), "a first epoch", proc)
+    on_stoppable.signal(signal.SIGSTOP)
+    stopped = time.time()
+    time.sleep(OUTAGE_S)
+    resumed = time.time()
+    on_stoppable.signal(signal.SIGCONT)
+    output = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, output + on_stoppable.log()
+    assert "Traceback" not in output, output
+    final = client.get_run(run.info.run_id)
+    assert final.info.status == "FINISHED"
+    assert_every_metric_once(client, run.info.run_id, epochs)
+    during = [
+        m.step
+        for m in client.get_metric_history(run.info.run_id, "val/loss")
+        if stopped * 1000 < m.timestamp < resumed * 1000
+    ]
+    assert during, "no epoch finished while the server was stopped: training waited for it"
+
+
+def test_outage_past_the_limit_stops_in_one_line_and_resumes(
+    on_stoppable: Server, tiny_dataset: str, experiment: str
+) -> None:
+    client = MlflowClient()
+    env = env_for(on_stoppable.url, MLFLOW_HTTP_REQUEST_TIMEOUT="2")
+    args = ["train-mag", *TINY, "--epochs", "300", "--run-name", "limit"]
+    proc = start_cli([*args, "--tracking-outage-limit", "3s"], env)
+    run = wait_for(lambda: epochs_logged(client, experiment, "limit"), "a first epoch", proc)
+    on_stoppable.signal(signal.SIGSTOP)
+    try:
+        output = proc.communicate(timeout=300)[0]
+    finally:
+        on_stoppable.signal(signal.SIGCONT)
+    assert proc.returncode == 1, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines[-1].startswith("Error: tracking server unreachable"), output
+    assert "local checkpoint" in lines[-1] and "--resume" in lines[-1], output
+    assert "Traceback" not in output, output
+    refused = invoke("train-mag", "--resume", run.info.run_id, "--epochs", "1")
+    assert refused.exit_code == 2, refused.output  # it says how many epochs the run holds
+    done = int(refused.output.split("already has ")[1].split()[0])
+    resumed = invoke("train-mag", "--resume", run.info.run_id, "--epochs", str(done + 2))
+    assert resumed.exit_code == 0, resumed.output
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    assert_every_metric_once(client, run.info.run_id, done + 2)
+
+
+def test_two_trainings_at_once_on_a_fresh_sqlite_store(tmp_path: Path, tiny_dataset: str) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    args = ["train-mag", *TINY, "--epochs", "1"]
+    procs = [start_cli(args, env_for(url), cwd=tmp_path) for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n----\n".join(outputs)
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("--epochs", "-1"), ("--dropout", "1.5"), ("--batch-size", "0"), ("--learning-rate", "-1")],
+)
+def test_bad_option_value_is_a_usage_error_before_any_run(
+    tracking_uri: str, experiment: str, option: str, value: str
+) -> None:
+    result = invoke("train-mag", "--dataset", "synthetic:200", option, value)
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert MlflowClient().get_experiment_by_name(experiment) is None  # no run, no experiment
+
+
+def test_resume_refuses_another_task_and_fewer_epochs(
+    tracking_uri: str, tiny_dataset: str, experiment: str
+) -> None:
+    made = invoke("train-mag", *TINY, "--epochs", "2")
+    assert made.exit_code == 0, made.output
+    run_id = made.output.split("run id: ")[1].split()[0]
+    for args, message in [
+        (["train-phase", "--resume", run_id], "trained a magnitude model"),
+        (["train-mag", "--resume", run_id, "--epochs", "2"], "already has 2 epochs"),
+        (["train-mag", "--resume", run_id, "--epochs", "1"], "already has 2 epochs"),
+    ]:
+        result = invoke(*args)
+        assert result.exit_code == 2, result.output
+        assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert MlflowClient().get_run(run_id).info.status == "FINISHED"
+
+
+def test_read_only_commands_leave_the_run_as_it_was(
+    tracking_uri: str, tiny_dataset: str, experiment: str, tmp_path: Path
+) -> None:
+    made = invoke("train-mag", *TINY, "--epochs", "1")
+    run_id = made.output.split("run id: ")[1].split()[0]
+    client = MlflowClient()
+    client.set_terminated(run_id, "FAILED")  # as a crashed run would be
+    before = client.get_run(run_id)
+    plotted = invoke("plot-history", "--run-id", run_id, "--out", str(tmp_path))
+    evaluated = invoke("eval-mag", "--run-id", run_id, "--max-traces", "8")
+    assert plotted.exit_code == 0 and evaluated.exit_code == 0, plotted.output + evaluated.output
+    after = client.get_run(run_id)
+    assert after.info.status == "FAILED"
+    assert after.data.params == before.data.params
+    assert after.data.metrics == before.data.metrics
+    assert steps(client, run_id, "lr") == [0, 1, 2]
