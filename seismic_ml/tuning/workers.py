@@ -13,14 +13,27 @@ import socket
 from pathlib import Path
 from typing import Any
 
-WORKER_ATTR = "worker"  # trial user attr: {"host": ..., "pid": ..., "start": ...}
+WORKER_ATTR = "worker"  # trial user attr: {"host", "pid", "start", "pidns"}
 _DEAD_STATES = ("Z", "X")  # zombie (killed, not yet reaped) and dead
 
 
 def this_worker() -> dict[str, Any]:
-    """This process's identity: hostname, pid and start time (None where unknown)."""
+    """This process's identity: hostname, pid, start time and PID namespace (None if unknown)."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "start": process_start(pid)}
+    return {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "start": process_start(pid),
+        "pidns": pid_namespace(),
+    }
+
+
+def pid_namespace() -> str | None:
+    """This process's PID namespace (containers sharing a hostname differ here), or None."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
 
 
 def describe(worker: object) -> str:
@@ -72,6 +85,6 @@ def is_gone(worker: object) -> bool:
     """True for a recorded worker (a user attr) on this host whose process is gone."""
     if not isinstance(worker, dict) or not isinstance(worker.get("pid"), int):
         return False
-    if worker["pid"] <= 0:
-        return False
+    if worker["pid"] <= 0 or worker.get("pidns") not in (None, pid_namespace()):
+        return False  # another container's pid means nothing here
     return not worker_alive(str(worker.get("host")), worker["pid"], worker.get("start"))

@@ -43,3 +43,5 @@ def test_a_wrong_start_time_is_dead() -> None:
 def test_other_hosts_and_missing_records_are_left_to_the_heartbeat() -> None:
     assert worker_alive(f"not-{socket.gethostname()}", 2**22 + 1, None)
     assert not is_gone(None) and not is_gone({"host": socket.gethostname()})
+    other_container = {"host": socket.gethostname(), "pid": 2**22 + 1, "pidns": "pid:[1]"}
+    assert not is_gone(other_container)
