@@ -40,6 +40,7 @@ from seismic_ml.tuning.trials import (
     STUDY_TAG,
     TRIAL_ERRORS,
     Objective,
+    fail_gone_trials,
     fail_stale_child,
 )
 
@@ -149,6 +150,7 @@ def open_study(
             study.set_user_attr(PARENT_ATTR, candidate)
     parent = _wait_for_parent(study, options, project_run)
     _check_study(study, parent, options)
+    fail_gone_trials(study)  # a killed worker's trials on this host: FAIL now, not after grace
     if project_run and project_run != parent:  # this worker's `mlflow run` run points there
         tags = {ROLE_TAG: "optuna_worker", "seismic_ml.tune_parent_run_id": parent}
         MlflowClient().log_batch(project_run, tags=[RunTag(k, v) for k, v in tags.items()])
@@ -276,6 +278,7 @@ def _discard_run(run_id: str, project_run: str | None) -> None:
 
 def finish_parent(study: optuna.Study, parent: str, status: str) -> None:
     """Log the study's results to the parent; close it unless another worker still runs trials."""
+    fail_gone_trials(study)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)

@@ -9,7 +9,7 @@ import torch
 from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from seismic_ml.config import RunConfig
 from seismic_ml.errors import SeismicMLError, first_line
@@ -17,6 +17,7 @@ from seismic_ml.training.loop import Trainer
 from seismic_ml.training.train import TrackingOptions, train
 from seismic_ml.tuning.options import TuneOptions
 from seismic_ml.tuning.space import SearchSpace, apply_params
+from seismic_ml.tuning.workers import WORKER_ATTR, describe, is_gone, this_worker
 
 PARENT_ATTR = "mlflow_parent_run_id"
 RUN_ID_ATTR = "mlflow_run_id"
@@ -26,6 +27,7 @@ STATE_TAG = "optuna.trial_state"
 NUMBER_TAG = "optuna.trial_number"
 STUDY_TAG = "optuna.study_name"
 ROLE_TAG = "seismic_ml.role"
+REASON_TAG = "seismic_ml.failed_reason"
 
 # A trial failing with these is recorded FAIL and the study goes on; anything else stops it.
 TRIAL_ERRORS = (SeismicMLError, torch.OutOfMemoryError)
@@ -70,6 +72,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Train the sampled config; the objective is its best validation loss."""
+        trial.set_user_attr(WORKER_ATTR, this_worker())  # lets a restarted worker fail it
         values = self.space.suggest(trial)
         cfg = apply_params(self.base, values, epochs=self.options.max_epochs_per_trial)
         pruning = PruningCallback(trial)
@@ -132,13 +135,51 @@ def find_child_run(parent: str, number: int) -> str | None:
 
 def fail_stale_child(study: optuna.Study, trial: FrozenTrial) -> None:
     """Heartbeat callback: a dead worker's trial became FAIL; close its child run FAILED too."""
+    worker = describe(trial.user_attrs.get(WORKER_ATTR))
+    reason = (
+        f"worker {worker} sent no heartbeat within the grace period "
+        f"(found by worker {describe(this_worker())})"
+    )
+    close_failed_child(study, trial.number, reason)
+
+
+def fail_gone_trials(study: optuna.Study) -> list[int]:
+    """Fail the RUNNING trials of gone workers on this host, and their child runs."""
+    me = describe(this_worker())
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get(WORKER_ATTR)
+        if not is_gone(worker):
+            continue
+        reason = f"worker {describe(worker)} is gone (found by worker {me})"
+        if _fail_trial(study, trial, reason):
+            log.warning("trial %d failed: %s", trial.number, reason)
+            close_failed_child(study, trial.number, reason)
+            failed.append(trial.number)
+    return failed
+
+
+def _fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
+    """Mark the trial FAIL with its reason; False when another worker finished it first."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR, reason)
+        return storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+
+
+def close_failed_child(study: optuna.Study, number: int, reason: str) -> None:
+    """End a failed trial's child run FAILED, tagged FAIL with the reason."""
     parent = study.user_attrs.get(PARENT_ATTR)
     try:
-        run_id = find_child_run(parent, trial.number) if parent else None
-        if run_id is not None:
-            client = MlflowClient()
-            client.set_tag(run_id, STATE_TAG, "FAIL")
-            if client.get_run(run_id).info.status == "RUNNING":
-                client.set_terminated(run_id, "FAILED")
+        run_id = find_child_run(parent, number) if parent else None
+        if run_id is None:
+            return
+        client = MlflowClient()
+        tags = [RunTag(STATE_TAG, "FAIL"), RunTag(REASON_TAG, reason)]
+        client.log_batch(run_id, tags=tags)
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, "FAILED")
     except MlflowException as exc:
-        log.warning("could not close the run of stale trial %d: %s", trial.number, exc)
+        log.warning("could not close the run of failed trial %d: %s", number, first_line(exc))

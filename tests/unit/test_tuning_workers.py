@@ -1,0 +1,47 @@
+"""worker_alive: a trial's recorded worker process, alive or gone, on this host."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+from seismic_ml.tuning.workers import is_gone, this_worker, worker_alive
+
+
+def test_this_process_is_alive() -> None:
+    me = this_worker()
+    assert me["start"] is not None  # Linux: read from /proc
+    assert worker_alive(me["host"], me["pid"], me["start"])
+    assert not is_gone(me)
+
+
+def test_a_reaped_child_is_dead() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert not worker_alive(socket.gethostname(), child.pid, None)
+
+
+def test_an_unreaped_child_is_dead() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        record = {"host": socket.gethostname(), "pid": child.pid, "start": None}
+        deadline = time.monotonic() + 30
+        while not is_gone(record) and time.monotonic() < deadline:
+            time.sleep(0.05)  # until it has exited (a zombie: never waited for)
+        assert is_gone(record)
+    finally:
+        child.wait()
+
+
+def test_a_wrong_start_time_is_dead() -> None:
+    me = this_worker()
+    assert not worker_alive(me["host"], me["pid"], me["start"] + 1)  # a reused pid
+
+
+def test_other_hosts_and_missing_records_are_left_to_the_heartbeat() -> None:
+    assert worker_alive(f"not-{socket.gethostname()}", 2**22 + 1, None)
+    assert not is_gone(None) and not is_gone({"host": socket.gethostname()})
+    other_container = {"host": socket.gethostname(), "pid": 2**22 + 1, "pidns": "pid:[1]"}
+    assert not is_gone(other_container)
