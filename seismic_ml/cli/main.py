@@ -22,10 +22,11 @@ from seismic_ml.cli.options import (
 )
 from seismic_ml.cli.tuning import tune
 from seismic_ml.config import DataConfig, TrainConfig, checked
-from seismic_ml.errors import BadOptionValue, SeismicMLError
+from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
 from seismic_ml.models.registry import model_types
 
 DEFAULT_MODEL = {"phase": "phasenet", "magnitude": "amag_v2"}
+EXIT_PROBLEMS_FOUND = 3  # `data inspect` printed a non-empty problem table
 
 
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -205,9 +206,14 @@ def data_synth(out: Path, n_traces: int, seed: int) -> None:
     """Write the physics-based synthetic dataset in seisbench's format."""
     from seismic_ml.data.synthetic import write_synthetic
 
+    if out.exists() and not out.is_dir():
+        raise SeismicMLError(f"--out {out} is a file: give a folder to write the dataset into")
     if out.exists() and any(out.iterdir()):
         raise SeismicMLError(f"{out} exists and is not empty: refusing to overwrite it")
-    write_synthetic(out, n_traces=n_traces, seed=seed)
+    try:
+        write_synthetic(out, n_traces=n_traces, seed=seed)
+    except OSError as exc:
+        raise SeismicMLError(f"cannot write the dataset to {out}: {first_line(exc)}") from exc
     click.echo(f"wrote {n_traces} traces to {out}")
 
 
@@ -221,12 +227,19 @@ def data_synth(out: Path, n_traces: int, seed: int) -> None:
     help="folder for the example-window figure",
 )
 def data_inspect(dataset: str, out: Path) -> None:
-    """Traces per split, magnitude and distance ranges, pick coverage, example windows."""
-    from seismic_ml.data.inspect import inspect_dataset
+    """Traces per split, magnitude and distance ranges, pick coverage, problems, example windows.
 
-    summary, figure = inspect_dataset(dataset, out)
-    click.echo(summary)
-    click.echo(f"figure: {figure}")
+    Exit status: 0 no problems found; 3 the problem table lists some (bad traces that training
+    leaves out, or columns it refuses); 1 the dataset cannot be read at all (one line).
+    """
+    from seismic_ml.data.inspect import format_problems, inspect_dataset
+
+    inspection = inspect_dataset(dataset, out)
+    click.echo(inspection.summary)
+    click.echo(format_problems(inspection.problems))
+    click.echo(f"figure: {inspection.figure}" if inspection.figure else inspection.note)
+    if inspection.problems:
+        click.get_current_context().exit(EXIT_PROBLEMS_FOUND)
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
-"""`seismic-ml data inspect`: a dataset's summary and a figure of example labelled windows."""
+"""`seismic-ml data inspect`: a dataset's summary, its problems and example labelled windows."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -13,19 +14,79 @@ import pandas as pd  # noqa: E402
 import seisbench.data as sbd  # noqa: E402
 
 from seismic_ml.data.pipelines import phase_eval_generator  # noqa: E402
-from seismic_ml.data.registry import SPLITS, get_split, load_dataset, pick_columns  # noqa: E402
+from seismic_ml.data.quality import (  # noqa: E402
+    Problem,
+    metadata_problems,
+    usable_rate,
+    waveform_flags,
+    waveform_problems,
+)
+from seismic_ml.data.registry import (  # noqa: E402
+    SPLITS,
+    UnreadableMetadata,
+    get_split,
+    load_dataset,
+    pick_columns,
+)
 from seismic_ml.errors import SeismicMLError  # noqa: E402
 
 EXAMPLE_LABELS = "PSN"
 N_EXAMPLES = 4
 
 
-def inspect_dataset(name: str, out_dir: Path) -> tuple[str, Path]:
-    """The printed summary and the path of the example-window PNG."""
-    dataset = load_dataset(name)
-    summary = summarize(dataset.metadata, name)
-    figure = plot_examples(dataset, out_dir / f"examples_{_slug(name)}.png")
-    return summary, figure
+@dataclass
+class Inspection:
+    """What `data inspect` reports: summary, problems found, the figure or why there is none."""
+
+    summary: str
+    problems: list[Problem]
+    figure: Path | None
+    note: str = ""
+
+
+def inspect_dataset(name: str, out_dir: Path) -> Inspection:
+    """Summary, problem table and example-window PNG of a dataset; unreadable files raise."""
+    try:
+        dataset = load_dataset(name)
+    except UnreadableMetadata as exc:
+        meta = exc.metadata
+        note = "waveforms not read: seisbench cannot load this metadata"
+        return Inspection(summarize(meta, name), metadata_problems(meta), None, note)
+    readable = dataset.filter(usable_rate(dataset.metadata), inplace=False)
+    nonfinite, zero = waveform_flags(readable)
+    summary = summarize(dataset.metadata, name) + "\n" + _waveform_line(nonfinite, zero)
+    problems = metadata_problems(dataset.metadata) + waveform_problems(nonfinite, zero)
+    usable = readable.filter(~(nonfinite | zero), inplace=False)
+    figure, note = _figure(usable, out_dir / f"examples_{_slug(name)}.png")
+    return Inspection(summary, problems, figure, note)
+
+
+def _waveform_line(nonfinite: np.ndarray, zero: np.ndarray) -> str:
+    return (
+        f"waveforms: {len(zero)} read, {int(nonfinite.sum())} with NaN or Inf samples, "
+        f"{int(zero.sum())} all zero"
+    )
+
+
+def _figure(dataset: sbd.WaveformDataset, path: Path) -> tuple[Path | None, str]:
+    phases = set(pick_columns(dataset.metadata).values())
+    if phases != {"P", "S"}:
+        return None, "no figure: it needs both a P and an S pick column"
+    if len(dataset) == 0:
+        return None, "no figure: no trace is usable"
+    return plot_examples(dataset, path), ""
+
+
+def format_problems(problems: list[Problem]) -> str:
+    """The problems as a table: column, number of traces, what it means; or a line saying none."""
+    if not problems:
+        return "problems: none found"
+    rows = [("column", "traces", "what it means")]
+    rows += [(p.column, str(p.count), p.meaning) for p in problems]
+    width = [max(len(row[i]) for row in rows) for i in (0, 1)]
+    lines = [f"problems: {len(problems)} found"]
+    lines += [f"  {c:<{width[0]}}  {n:>{width[1]}}  {m}" for c, n, m in rows]
+    return "\n".join(lines)
 
 
 def summarize(meta: pd.DataFrame, name: str) -> str:
@@ -88,11 +149,8 @@ def plot_examples(dataset: sbd.WaveformDataset, path: Path) -> Path:
 def _trace_label(row: pd.Series) -> str:
     """The writer's original trace name when seisbench renamed it to a bucket address."""
     name = row.get("trace_name_original", row["trace_name"])
-    return (
-        f"{name}\nM {row['source_magnitude']:.1f}"
-        if pd.notna(row.get("source_magnitude"))
-        else name
-    )
+    magnitude = pd.to_numeric(row.get("source_magnitude"), errors="coerce")
+    return f"{name}\nM {magnitude:.1f}" if pd.notna(magnitude) else name
 
 
 def _has_split(dataset: sbd.WaveformDataset, split: str) -> bool:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import seisbench.data as sbd
 import seisbench.generate as sbg
 
-from seismic_ml.data.registry import first_pick, pick_columns
+from seismic_ml.data.registry import first_pick, non_numeric, pick_columns
 from seismic_ml.errors import SeismicMLError
 
+log = logging.getLogger(__name__)
 PHASE_CONTEXT = 6000
 P_OFFSET_RANGE = (100, 1000)
 EVAL_PHASE_OFFSET_RANGE = (250, 2000)
@@ -29,11 +32,18 @@ class MagnitudeLabel:
         return f"MagnitudeLabel(key={self.key})"
 
 
-def magnitude_subset(dataset: sbd.WaveformDataset, magnitude_type: str = "") -> sbd.WaveformDataset:
+def magnitude_subset(
+    dataset: sbd.WaveformDataset, magnitude_type: str = "", split: str = ""
+) -> sbd.WaveformDataset:
     """Traces usable for magnitude: a finite magnitude, a P pick, the wanted magnitude type."""
     meta = dataset.metadata
     if "source_magnitude" not in meta.columns:
         raise SeismicMLError("the dataset has no source_magnitude column: no magnitude targets")
+    if "P" not in pick_columns(meta).values():
+        raise SeismicMLError(
+            "the dataset has no P pick column (trace_P_arrival_sample or another "
+            "trace_<P phase>_arrival_sample): magnitude windows start before P"
+        )
     magnitude = pd.to_numeric(meta["source_magnitude"], errors="coerce")
     mask = np.isfinite(magnitude.to_numpy()) & first_pick(meta, "P").notna().to_numpy()
     if magnitude_type:
@@ -41,10 +51,23 @@ def magnitude_subset(dataset: sbd.WaveformDataset, magnitude_type: str = "") -> 
             raise SeismicMLError("--magnitude-type given but the dataset has no magnitude types")
         types = meta["source_magnitude_type"].astype(str).str.upper()
         mask &= (types == magnitude_type.upper()).to_numpy()
+    not_numbers = _non_numeric_magnitudes(meta["source_magnitude"])
+    where = f"the {split} split" if split else "this split"
     if not mask.any():
         wanted = f" of type {magnitude_type}" if magnitude_type else ""
-        raise SeismicMLError(f"no traces with a magnitude{wanted} and a P pick in this split")
+        also = f" ({not_numbers})" if not_numbers else ""
+        raise SeismicMLError(f"no traces with a magnitude{wanted} and a P pick in {where}{also}")
+    if not_numbers:
+        log.warning("%s: %s and are left out", where, not_numbers)
     return dataset.filter(mask, inplace=False)
+
+
+def _non_numeric_magnitudes(values: pd.Series) -> str:
+    """'12 traces have a non-numeric source_magnitude (e.g. 'abc')', or '' when there are none."""
+    bad = values[non_numeric(values)]
+    if bad.empty:
+        return ""
+    return f"{len(bad)} traces have a non-numeric source_magnitude (e.g. {bad.iloc[0]!r})"
 
 
 def phase_train_generator(
@@ -170,4 +193,10 @@ def _require_pick_columns(dataset: sbd.WaveformDataset) -> dict[str, str]:
         raise SeismicMLError(
             "the dataset has no pick columns (trace_<phase>_arrival_sample): nothing to label"
         )
+    for phase in "PS":
+        if phase not in columns.values():
+            raise SeismicMLError(
+                f"the dataset has no {phase} pick column (trace_{phase}_arrival_sample or another "
+                f"trace_<{phase} phase>_arrival_sample): phase labels need both P and S picks"
+            )
     return columns

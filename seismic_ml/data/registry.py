@@ -6,11 +6,12 @@ import re
 import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import seisbench.data as sbd
 
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.errors import SeismicMLError, first_line
 
 SAMPLING_RATE = 100
 COMPONENT_ORDER = "ZNE"
@@ -24,6 +25,16 @@ SEISBENCH_DATASETS: dict[str, type[sbd.BenchmarkDataset]] = {
 DEFAULT_SYNTHETIC_TRACES = 2000
 _PICK_COLUMN = re.compile(r"^trace_(?P<phase>.+)_arrival_sample$")
 _SYNTHETIC = re.compile(r"^synthetic(?::(?P<n>\d+))?(?::(?P<seed>\d+))?$")
+# Columns seisbench reads as floats: a non-numeric value stops it from loading the metadata.
+FLOAT_COLUMNS = ("trace_sampling_rate_hz", "trace_dt_s")
+
+
+class UnreadableMetadata(SeismicMLError):
+    """metadata.csv has values seisbench cannot load; the raw table rides along for inspect."""
+
+    def __init__(self, message: str, metadata: pd.DataFrame) -> None:
+        super().__init__(message)
+        self.metadata = metadata
 
 
 def known_datasets() -> list[str]:
@@ -59,9 +70,13 @@ def load_directory(path: Path) -> sbd.WaveformDataset:
             f"{path} is not a seisbench dataset: missing {' and '.join(missing)} "
             "(write one with seisbench.data.WaveformDataWriter)"
         )
-    dataset = sbd.WaveformDataset(
-        path, sampling_rate=SAMPLING_RATE, component_order=COMPONENT_ORDER, cache="full"
-    )
+    check_waveform_files(path)
+    try:
+        dataset = sbd.WaveformDataset(
+            path, sampling_rate=SAMPLING_RATE, component_order=COMPONENT_ORDER, cache="full"
+        )
+    except ValueError as exc:
+        raise _unreadable_metadata(path / "metadata.csv", exc) from exc
     if len(dataset) == 0:
         raise SeismicMLError(f"{path} holds no traces")
     return dataset
@@ -71,6 +86,7 @@ def _load_seisbench(cls: type[sbd.BenchmarkDataset]) -> sbd.WaveformDataset:
     """A seisbench benchmark dataset; offline and not cached is a clear error, leaving no debris."""
     path = cls._path_internal()
     existed = path.exists()
+    check_waveform_files(path)
     try:
         return cls(sampling_rate=SAMPLING_RATE, component_order=COMPONENT_ORDER, cache="full")
     except (OSError, ValueError) as exc:
@@ -83,6 +99,44 @@ def _load_seisbench(cls: type[sbd.BenchmarkDataset]) -> sbd.WaveformDataset:
             f"`python -c 'import seisbench.data as sbd; sbd.{name}()'` and copy "
             f"datasets/{path.name} there"
         ) from exc
+
+
+def check_waveform_files(path: Path) -> None:
+    """Open every waveforms*.hdf5 under path; a truncated or damaged one is a one-line error."""
+    for file in sorted(path.glob("waveforms*.hdf5")) if path.is_dir() else []:
+        try:
+            h5py.File(file, "r").close()
+        except OSError as exc:
+            raise unreadable_waveforms(file, exc) from exc
+
+
+def unreadable_waveforms(file: Path | str, exc: BaseException) -> SeismicMLError:
+    """The one-line error for a waveform file that HDF5 cannot read."""
+    return SeismicMLError(
+        f"cannot read {file}: {first_line(exc)}; the file is truncated or damaged, "
+        "write or download it again"
+    )
+
+
+def non_numeric(values: pd.Series) -> pd.Series:
+    """True where a value is given but is not a number (empty cells are not counted)."""
+    return values.notna() & pd.to_numeric(values, errors="coerce").isna()
+
+
+def _unreadable_metadata(file: Path, exc: ValueError) -> SeismicMLError:
+    try:
+        raw = pd.read_csv(file, dtype=str)
+    except ValueError:
+        raw = pd.DataFrame()
+    for column in FLOAT_COLUMNS:
+        if column in raw.columns and non_numeric(raw[column]).any():
+            bad = raw[column][non_numeric(raw[column])]
+            return UnreadableMetadata(
+                f"{file}: {len(bad)} traces have a non-numeric {column} (e.g. {bad.iloc[0]!r}); "
+                "seisbench cannot load the dataset, fix or remove those rows",
+                raw,
+            )
+    return SeismicMLError(f"cannot load {file}: {first_line(exc)}")
 
 
 def _remove_partial_download(path: Path, existed: bool) -> None:

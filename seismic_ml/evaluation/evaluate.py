@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from seismic_ml.config import RunConfig
 from seismic_ml.data import pipelines
+from seismic_ml.data.quality import screen
 from seismic_ml.data.registry import SAMPLING_RATE, get_split, load_dataset, pick_columns
 from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.evaluation import baselines, metrics, plots
@@ -93,7 +94,7 @@ def evaluate(
     check_overrides(cfg, overrides or {}, run_id)
     model = model_io.load_model(model_uri)
     dataset_name = dataset or cfg.data.dataset
-    data = get_split(load_dataset(dataset_name), split, max_traces)
+    data, screening = screen(get_split(load_dataset(dataset_name), split, max_traces), split)
     tags = {
         **standard_tags(task, cfg.model_type, dataset_name),
         EVALUATED_RUN_TAG: run_id,
@@ -111,6 +112,7 @@ def evaluate(
         "eval.window_seed": str(WINDOW_SEED),
         "eval.batch_size": str(batch_size),
         **({"eval.threshold": str(threshold)} if task == "phase" else {}),
+        **{k.replace("data.", "eval."): v for k, v in screening.to_params().items()},
     }
     run_name = f"eval-{cfg.model_type}-{split}"
     with tracked_run(run_name, experiment or experiment_of(run_id), tags=tags) as run:

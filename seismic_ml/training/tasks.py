@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -14,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from seismic_ml.config import RunConfig
 from seismic_ml.data import pipelines
+from seismic_ml.data.quality import ScreenReport, screen
 from seismic_ml.data.registry import get_split
 from seismic_ml.models.magnitude import magnitude_loss
 
@@ -22,6 +24,7 @@ class Task(Protocol):
     """The task-specific half of training; the loop itself knows nothing of seismology."""
 
     name: str
+    screening: ScreenReport  # traces left out of the train and dev splits by datasets()
 
     def datasets(self, dataset: sbd.WaveformDataset, model: nn.Module) -> tuple[Dataset, Dataset]:
         """Training generator and deterministic validation generator."""
@@ -43,12 +46,12 @@ class PhaseTask:
     cfg: RunConfig
     name: str = "phase"
     labels: str = "NPS"
+    screening: ScreenReport = field(default_factory=ScreenReport)
 
     def datasets(self, dataset: sbd.WaveformDataset, model: nn.Module) -> tuple[Dataset, Dataset]:
         """Random windows around picks for training, seeded fixed windows for validation."""
         data = self.cfg.data
-        train = get_split(dataset, "train", data.max_traces)
-        dev = get_split(dataset, "dev", data.max_traces)
+        train, dev = screened_splits(self, dataset)
         norm = getattr(model, "norm", "std")
         self.labels = model.labels
         return (
@@ -90,15 +93,13 @@ class MagnitudeTask:
 
     cfg: RunConfig
     name: str = "magnitude"
+    screening: ScreenReport = field(default_factory=ScreenReport)
 
     def datasets(self, dataset: sbd.WaveformDataset, model: nn.Module) -> tuple[Dataset, Dataset]:
         """Traces with a magnitude and a P pick: random P offset for training, seeded for val."""
-        data = self.cfg.data
-        train = pipelines.magnitude_subset(
-            get_split(dataset, "train", data.max_traces), data.magnitude_type
-        )
-        dev = pipelines.magnitude_subset(
-            get_split(dataset, "dev", data.max_traces), data.magnitude_type
+        wanted = self.cfg.data.magnitude_type
+        train, dev = screened_splits(
+            self, dataset, lambda split, name: pipelines.magnitude_subset(split, wanted, name)
         )
         return (
             pipelines.magnitude_train_generator(train, model.in_samples),
@@ -124,6 +125,21 @@ class MagnitudeTask:
             "rmse": mse**0.5,
             "r2": 1.0 - mse / variance if variance > 0 else float("nan"),
         }
+
+
+def screened_splits(
+    task: PhaseTask | MagnitudeTask,
+    dataset: sbd.WaveformDataset,
+    subset: Callable[[sbd.WaveformDataset, str], sbd.WaveformDataset] = lambda split, _: split,
+) -> tuple[sbd.WaveformDataset, sbd.WaveformDataset]:
+    """Train and dev splits (narrowed by subset), unusable traces left out, counted on the task."""
+    kept, task.screening = [], ScreenReport()
+    for name in ("train", "dev"):
+        split = subset(get_split(dataset, name, task.cfg.data.max_traces), name)
+        split, report = screen(split, name)
+        kept.append(split)
+        task.screening += report
+    return kept[0], kept[1]
 
 
 TASKS = {"phase": PhaseTask, "magnitude": MagnitudeTask}

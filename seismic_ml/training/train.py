@@ -175,6 +175,7 @@ def _log_config(cfg: RunConfig, trainer: Trainer) -> None:
     params["data.n_val_windows"] = str(len(trainer.val_loader.dataset))
     params["train.steps_per_epoch"] = str(trainer.steps_per_epoch)
     params["model.n_parameters"] = str(sum(p.numel() for p in trainer.model.parameters()))
+    params.update(trainer.task.screening.to_params())  # traces left out of train + dev
     mlflow.log_params(params)
     mlflow.log_dict(params, "config/run_config.json")
 

@@ -192,7 +192,7 @@ def test_metadata_without_pick_columns_is_a_clear_error(tmp_path: Path) -> None:
     dataset = load_dataset(str(write_dataset(tmp_path / "nopicks", rows)))
     with pytest.raises(SeismicMLError, match="no pick columns"):
         pipelines.phase_train_generator(dataset, "NPS", 3001, 30)
-    with pytest.raises(SeismicMLError, match="no traces with a magnitude"):
+    with pytest.raises(SeismicMLError, match="no P pick column"):
         pipelines.magnitude_subset(dataset)
 
 
