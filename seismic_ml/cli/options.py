@@ -8,10 +8,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
+import mlflow
+from mlflow.exceptions import MlflowException
 
 from seismic_ml import interrupts
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig
-from seismic_ml.errors import BadOptionValue, SeismicMLError
+from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
 from seismic_ml.models.registry import get_spec
 from seismic_ml.options import field_type
 
@@ -61,7 +63,21 @@ def invoke_friendly(invoke: Callable[[click.Context], Any], ctx: click.Context) 
             raise OneLineUsageError(str(exc)) from None
         if isinstance(exc, SeismicMLError):
             raise click.ClickException(str(exc)) from None
+        if isinstance(exc, MlflowException):
+            where = mlflow.get_tracking_uri()
+            raise click.ClickException(f"tracking store {where}: {tracking_reason(exc)}") from None
         raise
+
+
+def tracking_reason(exc: MlflowException) -> str:
+    """An MLflow error in one line; a refused login says which variables carry credentials."""
+    text = str(exc)
+    if any(f"error code {code}" in text for code in (401, 403)) or "not authenticated" in text:
+        return (
+            "the server refused the credentials (set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD to an account it knows)"
+        )
+    return first_line(exc)
 
 
 def exit_interrupted() -> None:

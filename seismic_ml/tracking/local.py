@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
+
+from seismic_ml.workers import is_gone, this_worker
 
 HOME_ENV = "SEISMIC_ML_HOME"
 OWNER_NAME = "owner.json"
@@ -35,35 +36,13 @@ def claim(run_id: str) -> None:
     """Record this process as the one training the run (read by owner_gone)."""
     folder = run_dir(run_id)
     folder.mkdir(parents=True, exist_ok=True)
-    owner = {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid())}
-    (folder / OWNER_NAME).write_text(json.dumps(owner))
+    (folder / OWNER_NAME).write_text(json.dumps(this_worker()))
 
 
 def owner_gone(run_id: str) -> bool:
-    """True when this machine's process that last trained the run has exited."""
-    path = run_dir(run_id) / OWNER_NAME
+    """True when the process on this machine that last trained the run has exited."""
     try:
-        owner = json.loads(path.read_text())
+        owner = json.loads((run_dir(run_id) / OWNER_NAME).read_text())
     except (OSError, ValueError):
         return False
-    if owner.get("host") != socket.gethostname():
-        return False
-    return process_start(int(owner["pid"])) != owner.get("start")
-
-
-def process_start(pid: int) -> str | None:
-    """A process's start time (clock ticks since boot), so a reused pid is not taken for it;
-    None when no such process runs. Without /proc (not Linux) only liveness is known."""
-    if not Path("/proc/self/stat").exists():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return "alive"
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return is_gone(owner)

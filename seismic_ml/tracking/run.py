@@ -37,10 +37,18 @@ def use_experiment(name: str | None) -> None:
             log.warning("--experiment %s ignored: `mlflow run` chose the experiment", name)
         return
     if name is None and _USER_EXPERIMENT_ID:
-        mlflow.set_experiment(experiment_id=_USER_EXPERIMENT_ID)
-        return
-    name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-    mlflow.set_experiment(experiment_id=experiment_id(name))
+        chosen = _USER_EXPERIMENT_ID
+    else:
+        chosen = experiment_id(
+            name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+        )
+    mlflow.set_experiment(experiment_id=chosen)
+    # set_experiment also exports MLFLOW_EXPERIMENT_ID, which every later subprocess (aimed
+    # perhaps at another store) would inherit: keep the user's environment as it was.
+    if _USER_EXPERIMENT_ID is None:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = _USER_EXPERIMENT_ID
 
 
 @contextmanager
@@ -111,6 +119,3 @@ def git_commit() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 else "unknown"
-
-
-sigterm_raises = interrupts.signals_raise  # TODO: drop once tuning uses interrupts

@@ -21,9 +21,12 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 from optuna.trial import TrialState
 
-from seismic_ml.config import RunConfig, with_model_defaults
-from seismic_ml.errors import SeismicMLError, first_line
-from seismic_ml.tracking.run import DEFAULT_EXPERIMENT, sigterm_raises, standard_tags
+from seismic_ml import interrupts
+from seismic_ml.config import RunConfig, checked
+from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
+from seismic_ml.tracking import local
+from seismic_ml.tracking.run import DEFAULT_EXPERIMENT, standard_tags
+from seismic_ml.tracking.sender import MetricSender
 from seismic_ml.training.train import TrackingOptions, TrainResult, train
 from seismic_ml.tuning.options import TuneOptions
 from seismic_ml.tuning.report import (
@@ -62,17 +65,17 @@ def tune(options: TuneOptions) -> TuneResult:
     _log_search_space(client, parent, space)
     experiment = client.get_experiment(client.get_run(parent).info.experiment_id).name
     objective = Objective(options, space, base, parent, experiment)
+    heartbeat = MetricSender(parent, local.run_dir(parent) / f"worker-{os.getpid()}").start()
     try:
-        with sigterm_raises():  # SIGTERM between trials also closes the parent
+        with interrupts.signals_raise():  # a signal between trials also closes the parent
             study.optimize(
                 objective, n_trials=options.n_trials, timeout=options.timeout, catch=TRIAL_ERRORS
             )
-    except KeyboardInterrupt:
-        _finish_quietly(study, parent, "KILLED")
+    except BaseException as exc:
+        stopped = interrupts.received() is not None or isinstance(exc, KeyboardInterrupt)
+        _finish_quietly(study, parent, "KILLED" if stopped else "FAILED", heartbeat)
         raise
-    except BaseException:
-        _finish_quietly(study, parent, "FAILED")
-        raise
+    heartbeat.close()
     finish_parent(study, parent, "FINISHED")
     result = summarize(study, parent)
     if options.retrain_best:
@@ -83,21 +86,19 @@ def tune(options: TuneOptions) -> TuneResult:
 def _prepare(options: TuneOptions) -> tuple[SearchSpace, RunConfig]:
     """Validate everything a user can get wrong before any study or run exists."""
     if options.n_trials is not None and options.n_trials < 0:
-        raise SeismicMLError(f"n_trials must be >= 0, got {options.n_trials}")
+        raise BadOptionValue(f"n_trials must be >= 0, got {options.n_trials}")
     if options.max_epochs_per_trial <= 0:
-        raise SeismicMLError(
+        raise BadOptionValue(
             f"max_epochs_per_trial must be positive, got {options.max_epochs_per_trial}"
         )
     if options.pruner_startup_trials < 0 or options.pruner_warmup_steps < 0:
-        raise SeismicMLError("pruner startup trials and warmup steps must be >= 0")
+        raise BadOptionValue("pruner startup trials and warmup steps must be >= 0")
     if options.register_as and not options.retrain_best:
-        raise SeismicMLError("--register-as registers the retrained model: add --retrain-best")
+        raise BadOptionValue("--register-as registers the retrained model: add --retrain-best")
     space = build_search_space(
         options.base.model_type, options.search_space_file, options.fixed_params
     )
-    base = with_model_defaults(options.base)
-    base.validate()
-    return space, base
+    return space, checked(options.base)
 
 
 def make_storage(url: str) -> optuna.storages.RDBStorage:
@@ -288,9 +289,10 @@ def finish_parent(study: optuna.Study, parent: str, status: str) -> None:
         MlflowClient().set_terminated(parent, status)
 
 
-def _finish_quietly(study: optuna.Study, parent: str, status: str) -> None:
+def _finish_quietly(study: optuna.Study, parent: str, status: str, heartbeat: MetricSender) -> None:
     """finish_parent while another error propagates: never mask that error."""
     try:
+        heartbeat.close(wait_s=0)
         finish_parent(study, parent, status)
     except Exception as exc:  # the original error matters more
         log.warning("could not close the study's parent run %s: %s", parent, first_line(exc))

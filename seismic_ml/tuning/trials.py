@@ -17,7 +17,7 @@ from seismic_ml.training.loop import Trainer
 from seismic_ml.training.train import TrackingOptions, train
 from seismic_ml.tuning.options import TuneOptions
 from seismic_ml.tuning.space import SearchSpace, apply_params
-from seismic_ml.tuning.workers import WORKER_ATTR, describe, is_gone, this_worker
+from seismic_ml.workers import WORKER_ATTR, describe, is_gone, this_worker
 
 PARENT_ATTR = "mlflow_parent_run_id"
 RUN_ID_ATTR = "mlflow_run_id"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from seismic_ml.tuning.workers import is_gone, this_worker, worker_alive
+from seismic_ml.workers import is_gone, this_worker, worker_alive
 
 
 def test_this_process_is_alive() -> None:

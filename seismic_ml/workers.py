@@ -1,4 +1,4 @@
-"""Who runs a trial (host, pid, process start time) and whether that process still lives.
+"""Who runs a trial or a training (host, pid, process start time) and whether it still lives.
 
 A trial records its worker when it starts. A worker on the same host can then tell at once
 that a RUNNING trial's process is gone (killed with -9, out of memory, a crashed machine that
