@@ -6,7 +6,15 @@ DEMO_EPOCHS ?= 10
 DEMO_TRACES ?= 2000
 export SEISBENCH_CACHE_ROOT ?= $(CURDIR)/.seisbench
 
-.PHONY: install demo test lint clean
+# `make server`: the team's MLflow server (docker/serve.sh; docker/compose.yaml runs the same)
+DB_URL ?=
+ARTIFACTS_DIR ?= mlartifacts
+HOST ?= 127.0.0.1
+PORT ?= 5000
+WORKERS ?= 2
+AUTH ?=
+
+.PHONY: install demo test lint clean server
 
 $(BIN)/seismic-ml: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +40,14 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q -ra
+
+# DB_URL empty: a local SQLite file (mlflow-server.db); AUTH=basic-auth needs
+# MLFLOW_AUTH_ADMIN_PASSWORD in the environment on the first start
+server: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_BACKEND_STORE_URI="$(or $(DB_URL),sqlite:///mlflow-server.db)" \
+		MLFLOW_ARTIFACTS_DESTINATION="$(ARTIFACTS_DIR)" MLFLOW_SERVER_HOST="$(HOST)" \
+		MLFLOW_SERVER_PORT="$(PORT)" MLFLOW_SERVER_WORKERS="$(WORKERS)" MLFLOW_AUTH="$(AUTH)" \
+		docker/serve.sh
 
 lint: install
 	$(BIN)/ruff check seismic_ml tests benchmarks
