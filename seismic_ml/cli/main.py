@@ -148,7 +148,9 @@ def plot_history(run_id: str, plot: bool, out: Path) -> None:
 
     from seismic_ml.tracking.history import EPOCH_KEYS, metric_history, plot_run_history
     from seismic_ml.tracking.model_io import get_run
+    from seismic_ml.tracking.store import require_store
 
+    require_store()
     get_run(run_id)
     for key in EPOCH_KEYS:
         frame = metric_history(run_id, key)
@@ -181,8 +183,9 @@ def runs() -> None:
 def runs_gc(stale_after: float, experiment: tuple[str, ...], dry_run: bool) -> None:
     """Mark RUNNING runs whose process is gone (stale heartbeat) FAILED, saying why."""
     from seismic_ml.tracking.lost_runs import fail_lost_run, find_lost_runs
-    from seismic_ml.tracking.store import existing_experiment_ids
+    from seismic_ml.tracking.store import existing_experiment_ids, require_store
 
+    require_store()
     ids = existing_experiment_ids(experiment) if experiment else None
     lost = find_lost_runs(stale_after, ids)
     for run in lost:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +18,7 @@ import seismic_ml
 from seismic_ml import interrupts
 from seismic_ml.errors import first_line
 from seismic_ml.tracking.sender import TrackingOutage
-from seismic_ml.tracking.store import ensure_store, experiment_id
+from seismic_ml.tracking.store import ensure_store, experiment_id, mark_training_experiment
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,9 @@ def tracked_run(
     with interrupts.signals_raise():
         run = mlflow.start_run(run_id=run_id, run_name=run_name, nested=nested, tags=tags)
         try:
+            if run_name and under_mlflow_project() and run_id is None:
+                mlflow.set_tag("mlflow.runName", run_name)  # `mlflow run` named it at random
+            mark_training_experiment(run.info.experiment_id)
             yield run
         except BaseException as exc:
             stopped = interrupts.received() is not None or isinstance(
@@ -96,6 +101,12 @@ def _pop_active_run() -> None:
     """Forget the active run without telling the unreachable server (it stays RUNNING)."""
     _active_run_stack.get().clear()
     os.environ.pop("MLFLOW_RUN_ID", None)
+
+
+def run_name(*parts: str) -> str:
+    """A readable, unique run name: the parts (model type, dataset ...) and the time."""
+    words = [re.sub(r"[^A-Za-z0-9_.]+", "", Path(p).name or p) for p in parts if p]
+    return "-".join([*words, time.strftime("%Y%m%d-%H%M%S")])
 
 
 def standard_tags(task: str, model_type: str, dataset: str) -> dict[str, str]:

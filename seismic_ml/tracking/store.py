@@ -14,6 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from seismic_ml.errors import SeismicMLError
 
+KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
 _opened: set[str] = set()
 
 
@@ -43,14 +45,38 @@ def experiment_id(name: str) -> str:
     client = MlflowClient()
     found = client.get_experiment_by_name(name)
     if found is not None:
+        mark_training_experiment(found.experiment_id)
         return found.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, tags={KIND_TAG: TRAINING_KIND})
     except MlflowException:
         found = client.get_experiment_by_name(name)
         if found is None:
             raise
         return found.experiment_id
+
+
+def mark_training_experiment(experiment_id: str) -> None:
+    """Make MLflow's UI open the experiment on its runs (not its GenAI view), unless a user
+    chose a kind for it already."""
+    client = MlflowClient()
+    if KIND_TAG not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, KIND_TAG, TRAINING_KIND)
+
+
+def require_store() -> None:
+    """Refuse a read-only command on a local database store that does not exist (MLflow would
+    create an empty one and then report that nothing is found)."""
+    uri = mlflow.get_tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    if not path.is_file():
+        raise SeismicMLError(
+            f"no tracking store here: {uri} does not exist (MLflow's default is "
+            "./mlflow.db in the current folder); set MLFLOW_TRACKING_URI to the store or "
+            "server that holds your runs"
+        )
 
 
 def _digest(text: str) -> str:

@@ -21,7 +21,7 @@ from seismic_ml.models.registry import build_model
 from seismic_ml.tracking import history, local, model_io
 from seismic_ml.tracking.logger import CHECKPOINT_DIR, MlflowLogger
 from seismic_ml.tracking.lost_runs import DEFAULT_STALE_AFTER_S, heartbeat_age
-from seismic_ml.tracking.run import standard_tags, tracked_run
+from seismic_ml.tracking.run import run_name, standard_tags, tracked_run
 from seismic_ml.tracking.sender import MetricSender, replay_spool
 from seismic_ml.training.checkpoint import CheckpointWriter, load_checkpoint
 from seismic_ml.training.loop import Callback, LoopState, Trainer, resolve_device
@@ -73,7 +73,9 @@ def train(
     trainer = build_trainer(cfg)  # bad data fails here, before any run exists
     tags = {**standard_tags(cfg.task, cfg.model_type, cfg.data.dataset), **options.tags}
     with tracked_run(
-        run_name=options.run_name,
+        run_name=None
+        if options.resume
+        else options.run_name or run_name(cfg.model_type, cfg.data.dataset),
         experiment=options.experiment,
         run_id=options.resume or None,
         nested=options.nested,

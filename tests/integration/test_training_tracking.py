@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from seismic_ml.cli import cli
+from seismic_ml.tracking.sender import HEARTBEAT_TAG
 from seismic_ml.training.train import TrackingOptions, train
 from tests.conftest import tiny_run_config
 
@@ -78,7 +80,10 @@ def test_run_holds_config_curves_artifacts_and_tags(tracking_uri: str, tiny_data
     tags = run.data.tags
     assert tags["task"] == "magnitude" and tags["model_type"] == "amag_v2"
     assert tags["dataset"] == "synthetic:200" and tags["seismic_ml.version"]
-    assert tags["git_commit"]
+    assert tags["git_commit"] and HEARTBEAT_TAG in tags
+    assert re.fullmatch(r"amag_v2-synthetic200-\d{8}-\d{6}", run.info.run_name)
+    experiment = MlflowClient().get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # UI: runs view
     assert artifacts(run_id) >= {
         "checkpoints/last.pt", "history/history.json", "history/history.csv",
         "plots/history.png", "weights/best.pt", "weights/model_args.json",
