@@ -63,3 +63,15 @@ def tiny_run_config(model_type: str = "amag_v2", dataset: str = TINY_DATASET, **
     settings = {"epochs": 1, "batch_size": 8, "max_steps_per_epoch": 3, "warmup_epochs": 1.0}
     settings.update(train)
     return RunConfig(model_type, model, DataConfig(dataset=dataset), TrainConfig(**settings))
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_experiment_id() -> None:
+    """mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID; a test calling it must not send
+    later tests' subprocesses to that experiment (of maybe another store)."""
+    before = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = before

@@ -58,14 +58,14 @@ def test_underscore_aliases_are_accepted() -> None:
     result = CliRunner().invoke(
         cli, ["train-mag", "--model_type", "amag_v2", "--lstm_hidden", "-3"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a bad option value is a usage error
     assert result.output.strip() == "Error: lstm_hidden must be positive, got -3"
 
 
 def test_option_of_another_model_is_a_clear_error() -> None:
     result = CliRunner().invoke(cli, ["train-mag", "--model-type", "phasenet_mag",
                                       "--lstm-hidden", "8"])  # fmt: skip
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "--lstm-hidden do(es) not apply to phasenet_mag" in result.output
     assert "--filter-factor" in result.output
 
