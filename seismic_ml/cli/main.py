@@ -91,6 +91,7 @@ def make_train_command(task: str) -> click.Command:
         tracking_outage_limit: float,
         **given: Any,
     ) -> None:
+        from seismic_ml.training import distributed
         from seismic_ml.training.train import TrackingOptions, resume_config, train
 
         if resume:
@@ -102,7 +103,8 @@ def make_train_command(task: str) -> click.Command:
             experiment, run_name, register_as, alias, resume, outage_limit_s=tracking_outage_limit
         )
         result = train(cfg, options)
-        _report(result)
+        if distributed.is_main():  # under torchrun the other ranks stay quiet
+            _report(result)
 
     command.__doc__ = f"Train a {task} model; every run is an MLflow run."
     name = "train-phase" if task == "phase" else "train-mag"

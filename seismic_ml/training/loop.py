@@ -60,6 +60,7 @@ class Trainer:
         device: torch.device,
     ) -> None:
         self.model = model.to(device)
+        self.net: nn.Module = self.model  # what training steps call (DDP's wrapper under torchrun)
         self.task = task
         self.train_loader = train_loader
         self.val_loader = val_loader
@@ -127,7 +128,7 @@ class Trainer:
 
     def _step(self, batch: dict[str, torch.Tensor]) -> float:
         x, y = batch["X"].to(self.device), batch["y"].to(self.device)
-        loss = self.task.loss(self.task.forward(self.model, x), y)
+        loss = self.task.loss(self.task.forward(self.net, x), y)
         if not torch.isfinite(loss):
             raise SeismicMLError(f"training diverged: loss {loss.item()} at step {self.state.step}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -149,9 +150,14 @@ class Trainer:
             sizes.append(len(x))
             outputs.append(output.cpu())
             targets.append(y.cpu())
+        outputs, targets, losses, sizes = self._gather_val((outputs, targets, losses, sizes))
         metrics = self.task.metrics(torch.cat(outputs), torch.cat(targets))
         val_loss = float(np.average(losses, weights=sizes))
         return {"val/loss": val_loss, **{f"val/{k}": v for k, v in metrics.items()}}
+
+    def _gather_val(self, parts: tuple[list, ...]) -> tuple[list, ...]:
+        """Validation outputs, targets, losses and sizes of the whole split (here: this one's)."""
+        return parts
 
     def _record_epoch(self, metrics: dict[str, float]) -> bool:
         state = self.state

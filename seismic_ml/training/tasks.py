@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -11,7 +11,7 @@ import seisbench.data as sbd
 import seisbench.util
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seismic_ml.config import RunConfig
 from seismic_ml.data import pipelines
@@ -151,17 +151,26 @@ def make_task(cfg: RunConfig) -> Task:
 
 
 def make_loaders(
-    train_set: Dataset, val_set: Dataset, batch_size: int, num_workers: int, seed: int
+    train_set: Dataset,
+    val_set: Dataset,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    train_sampler: Sampler | None = None,
+    val_sampler: Iterable[int] | None = None,
 ) -> tuple[DataLoader, DataLoader]:
-    """Seeded, shuffled training loader and an ordered validation loader."""
+    """Seeded, shuffled training loader and an ordered validation loader (or given samplers)."""
     generator = torch.Generator().manual_seed(seed)
     common = {
         "batch_size": batch_size,
         "num_workers": num_workers,
         "worker_init_fn": seisbench.util.worker_seeding,
     }
-    train = DataLoader(train_set, shuffle=True, generator=generator, drop_last=False, **common)
-    val = DataLoader(val_set, shuffle=False, **common)
+    shuffle = train_sampler is None
+    train = DataLoader(
+        train_set, shuffle=shuffle, sampler=train_sampler, generator=generator, **common
+    )
+    val = DataLoader(val_set, shuffle=False, sampler=val_sampler, **common)
     return train, val
 
 

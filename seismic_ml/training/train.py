@@ -23,6 +23,7 @@ from seismic_ml.tracking.logger import CHECKPOINT_DIR, MlflowLogger
 from seismic_ml.tracking.lost_runs import DEFAULT_STALE_AFTER_S, heartbeat_age
 from seismic_ml.tracking.run import run_name, standard_tags, tracked_run
 from seismic_ml.tracking.sender import MetricSender, replay_spool
+from seismic_ml.training import distributed
 from seismic_ml.training.checkpoint import CheckpointWriter, load_checkpoint
 from seismic_ml.training.loop import Callback, LoopState, Trainer, resolve_device
 from seismic_ml.training.tasks import make_loaders, make_task, seed_everything
@@ -65,12 +66,23 @@ def train(
     options: TrackingOptions | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
-    """Train cfg's model inside an MLflow run and return the result."""
+    """Train cfg's model inside an MLflow run and return the result (torchrun: rank 0 tracks)."""
     options = options or TrackingOptions()
     cfg = with_model_defaults(cfg)
     cfg.validate()
-    seed_everything(cfg.train.seed)
-    trainer = build_trainer(cfg)  # bad data fails here, before any run exists
+    with distributed.process_group(resolve_device(cfg.train.device)):
+        seed_everything(cfg.train.seed)
+        with distributed.main_first():  # rank 0 may build the synthetic set
+            trainer = build_trainer(cfg)  # bad data fails here, before any run exists
+        if not distributed.is_main():
+            return _follow(trainer, options, callbacks)
+        return _train_tracked(trainer, cfg, options, callbacks)
+
+
+def _train_tracked(
+    trainer: Trainer, cfg: RunConfig, options: TrackingOptions, callbacks: Sequence[Callback]
+) -> TrainResult:
+    """Train inside the MLflow run: a new one, or the run to resume."""
     tags = {**standard_tags(cfg.task, cfg.model_type, cfg.data.dataset), **options.tags}
     with tracked_run(
         run_name=None
@@ -85,6 +97,17 @@ def train(
         return _train_in_run(trainer, cfg, options, run.info.run_id, callbacks)
 
 
+def _follow(
+    trainer: Trainer, options: TrackingOptions, callbacks: Sequence[Callback]
+) -> TrainResult:
+    """A torchrun rank other than 0: rank 0's run and checkpoint, the same loop, no MLflow."""
+    run_id = distributed.broadcast(None)
+    if options.resume:
+        trainer.load_state_dict(distributed.broadcast(None))
+    state = trainer.fit(callbacks)
+    return TrainResult(run_id, _final_metrics(trainer), _best_model(trainer), None, state.history)
+
+
 def _train_in_run(
     trainer: Trainer,
     cfg: RunConfig,
@@ -95,9 +118,11 @@ def _train_in_run(
     folder = local.run_dir(run_id)
     checkpoint = folder / CHECKPOINT_NAME
     local.claim(run_id)
+    distributed.broadcast(run_id)
     if options.resume:
         replay_spool(run_id, folder)  # metrics a dead process could not send come first
-        trainer.load_state_dict(load_checkpoint(_resume_checkpoint(run_id, checkpoint)))
+        snapshot = load_checkpoint(_resume_checkpoint(run_id, checkpoint))
+        trainer.load_state_dict(distributed.broadcast(snapshot))  # every rank resumes from it
         mlflow.set_tag("resumed_to_epochs", str(cfg.train.epochs))
     else:
         _log_config(cfg, trainer)
@@ -159,12 +184,15 @@ def _log_results(
 
 def build_trainer(cfg: RunConfig) -> Trainer:
     """Model, data loaders and trainer for a resolved config."""
-    device = resolve_device(cfg.train.device)
+    device = distributed.local_device(resolve_device(cfg.train.device))
     model = build_model(cfg.model_type, cfg.model)
     task = make_task(cfg)
     train_set, val_set = task.datasets(load_dataset(cfg.data.dataset), model)
     if len(val_set) == 0:
         raise SeismicMLError("the validation (dev) split is empty")
+    if distributed.active():
+        loaders = distributed.make_sharded_loaders(train_set, val_set, cfg.train)
+        return distributed.DistributedTrainer(model, task, *loaders, cfg.train, device)
     loaders = make_loaders(
         train_set, val_set, cfg.train.batch_size, cfg.train.num_workers, cfg.train.seed
     )
@@ -176,6 +204,7 @@ def _log_config(cfg: RunConfig, trainer: Trainer) -> None:
     params["data.n_train_windows"] = str(len(trainer.train_loader.dataset))
     params["data.n_val_windows"] = str(len(trainer.val_loader.dataset))
     params["train.steps_per_epoch"] = str(trainer.steps_per_epoch)
+    params.update(distributed.run_params(trainer.cfg.batch_size))
     params["model.n_parameters"] = str(sum(p.numel() for p in trainer.model.parameters()))
     params.update(trainer.task.screening.to_params())  # traces left out of train + dev
     mlflow.log_params(params)
@@ -232,15 +261,22 @@ def resume_config(run_id: str, task: str, epochs: int | None = None) -> RunConfi
             f"run {run_id} trained a {cfg.task} model ({cfg.model_type}), not a {task} model: "
             f"resume it with `seismic-ml {command} --resume {run_id}`"
         )
+    target = cfg.train.epochs if epochs is None else epochs
+    if distributed.is_main():  # under torchrun rank 0 alone checks the run and replays its spool
+        _check_resumable(run, target)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=target))
+
+
+def _check_resumable(run: mlflow.entities.Run, target: int) -> None:
+    """Refuse a run still being trained or already at the target; replay its spool."""
+    run_id = run.info.run_id
     _check_not_alive(run)
     replay_spool(run_id, local.run_dir(run_id))  # metrics a dead process could not send
     done = _epochs_done(run_id)
-    target = cfg.train.epochs if epochs is None else epochs
     if target <= done:
         raise BadOptionValue(
             f"run {run_id} already has {done} epochs: give --epochs above {done} to train more"
         )
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=target))
 
 
 def _check_not_alive(run: mlflow.entities.Run) -> None:
