@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from seismic_ml import interrupts
+from seismic_ml import interrupts, progress
 from seismic_ml.cli.evaluation import eval_mag, eval_phase, predict
 from seismic_ml.cli.options import (
     Duration,
@@ -31,8 +33,11 @@ EXIT_PROBLEMS_FOUND = 3  # `data inspect` printed a non-empty problem table
 
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="seismic-ml")
-def cli() -> None:
+@click.option("-q", "--quiet", is_flag=True, help="print nothing but results and errors")
+def cli(quiet: bool) -> None:
     """Seismic phase picking and magnitude estimation, tracked in MLflow."""
+    progress.set_quiet(quiet)
+    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, format="%(message)s")
 
 
 def _section_options(cls: type) -> list[click.Option]:
@@ -249,6 +254,7 @@ def data_inspect(dataset: str, out: Path) -> None:
 
 def main() -> None:
     """Console-script entry point: Ctrl-C exits 130 and SIGTERM 143, wherever they arrive."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # ours say enough
     with interrupts.signals_raise():
         try:
             cli(prog_name="seismic-ml")

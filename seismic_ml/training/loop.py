@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from seismic_ml import interrupts
+from seismic_ml import interrupts, progress
 from seismic_ml.config import TrainConfig
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.training.schedule import WarmupPlateauSchedule
@@ -107,7 +106,7 @@ class Trainer:
         bar = tqdm(
             total=self.steps_per_epoch,
             desc=f"epoch {self.state.epoch + 1}/{self.cfg.epochs}",
-            disable=not sys.stderr.isatty(),
+            disable=not progress.bars(),
             leave=False,
         )
         for batch in self.train_loader:

@@ -26,6 +26,7 @@ from seismic_ml.tracking.sender import MetricSender, replay_spool
 from seismic_ml.training import distributed
 from seismic_ml.training.checkpoint import CheckpointWriter, load_checkpoint
 from seismic_ml.training.loop import Callback, LoopState, Trainer, resolve_device
+from seismic_ml.training.progress import EpochLine
 from seismic_ml.training.tasks import make_loaders, make_task, seed_everything
 
 CHECKPOINT_NAME = "last.pt"
@@ -84,10 +85,11 @@ def _train_tracked(
 ) -> TrainResult:
     """Train inside the MLflow run: a new one, or the run to resume."""
     tags = {**standard_tags(cfg.task, cfg.model_type, cfg.data.dataset), **options.tags}
+    name = (
+        None if options.resume else options.run_name or run_name(cfg.model_type, cfg.data.dataset)
+    )
     with tracked_run(
-        run_name=None
-        if options.resume
-        else options.run_name or run_name(cfg.model_type, cfg.data.dataset),
+        run_name=name,
         experiment=options.experiment,
         run_id=options.resume or None,
         nested=options.nested,
@@ -145,7 +147,7 @@ def _fit(
     sender = MetricSender(run_id, checkpoint.parent, outage_limit_s=options.outage_limit_s)
     logger = MlflowLogger(sender.start(), checkpoint, *logged)
     try:
-        state = trainer.fit([CheckpointWriter(checkpoint), logger, *callbacks])
+        state = trainer.fit([CheckpointWriter(checkpoint), logger, EpochLine(), *callbacks])
     except BaseException:
         _close_quietly(sender)  # an interrupted epoch's steps still reach the run
         raise
