@@ -68,6 +68,12 @@ def _tracking_options() -> list[click.Option]:
             help="how long training goes on while the tracking server is unreachable "
             "(metrics are spooled locally meanwhile); then it stops, resumable",
         ),
+        click.Option(
+            ["--system-metrics/--no-system-metrics"],
+            default=True,
+            show_default=True,
+            help="log CPU, memory (and GPU) use to the run with MLflow's system metrics",
+        ),
     ]
 
 
@@ -94,6 +100,7 @@ def make_train_command(task: str) -> click.Command:
         alias: str,
         resume: str,
         tracking_outage_limit: float,
+        system_metrics: bool,
         **given: Any,
     ) -> None:
         from seismic_ml.training import distributed
@@ -105,7 +112,13 @@ def make_train_command(task: str) -> click.Command:
         else:
             cfg = checked(run_config_from_options(model_type, given))
         options = TrackingOptions(
-            experiment, run_name, register_as, alias, resume, outage_limit_s=tracking_outage_limit
+            experiment,
+            run_name,
+            register_as,
+            alias,
+            resume,
+            outage_limit_s=tracking_outage_limit,
+            system_metrics=system_metrics,
         )
         result = train(cfg, options)
         if distributed.is_main():  # under torchrun the other ranks stay quiet

@@ -61,6 +61,7 @@ def tracked_run(
     nested: bool = False,
     tags: dict[str, str] | None = None,
     killed_on: tuple[type[BaseException], ...] = (),
+    system_metrics: bool = False,
 ) -> Iterator[mlflow.ActiveRun]:
     """Start (or resume) a run and end it FINISHED, FAILED on an exception, KILLED on a signal.
 
@@ -71,7 +72,13 @@ def tracked_run(
     if run_id is None and not nested:
         use_experiment(experiment)
     with interrupts.signals_raise():
-        run = mlflow.start_run(run_id=run_id, run_name=run_name, nested=nested, tags=tags)
+        run = mlflow.start_run(
+            run_id=run_id,
+            run_name=run_name,
+            nested=nested,
+            tags=tags,
+            log_system_metrics=system_metrics,  # CPU, memory, GPU: MLflow's own sampler
+        )
         try:
             if run_name and under_mlflow_project() and run_id is None:
                 mlflow.set_tag("mlflow.runName", run_name)  # `mlflow run` named it at random

@@ -9,8 +9,10 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import mlflow
+import seisbench.data as sbd
 import torch
 from torch import nn
 
@@ -19,6 +21,7 @@ from seismic_ml.data.registry import load_dataset
 from seismic_ml.errors import BadOptionValue, SeismicMLError
 from seismic_ml.models.registry import build_model
 from seismic_ml.tracking import history, local, model_io
+from seismic_ml.tracking.datasets import log_split
 from seismic_ml.tracking.logger import CHECKPOINT_DIR, MlflowLogger
 from seismic_ml.tracking.lost_runs import DEFAULT_STALE_AFTER_S, heartbeat_age
 from seismic_ml.tracking.run import run_name, standard_tags, tracked_run
@@ -49,6 +52,7 @@ class TrackingOptions:
     tags: dict[str, str] = field(default_factory=dict)
     killed_on: tuple[type[BaseException], ...] = ()
     outage_limit_s: float = 900.0
+    system_metrics: bool = True
 
 
 @dataclass
@@ -95,6 +99,7 @@ def _train_tracked(
         nested=options.nested,
         tags=None if options.resume else tags,
         killed_on=options.killed_on,
+        system_metrics=options.system_metrics,
     ) as run:
         return _train_in_run(trainer, cfg, options, run.info.run_id, callbacks)
 
@@ -211,6 +216,24 @@ def _log_config(cfg: RunConfig, trainer: Trainer) -> None:
     params.update(trainer.task.screening.to_params())  # traces left out of train + dev
     mlflow.log_params(params)
     mlflow.log_dict(params, "config/run_config.json")
+    _log_inputs(cfg, trainer)
+
+
+def _log_inputs(cfg: RunConfig, trainer: Trainer) -> None:
+    """The training and validation splits as MLflow dataset inputs."""
+    for loader, split, context in (
+        (trainer.train_loader, "train", "training"),
+        (trainer.val_loader, "dev", "validation"),
+    ):
+        waveforms = _waveform_dataset(loader.dataset)
+        log_split(waveforms.metadata, cfg.data.dataset, str(waveforms.path), split, context)
+
+
+def _waveform_dataset(windows: Any) -> sbd.WaveformDataset:
+    """The seisbench WaveformDataset behind a window generator (or a subset of one)."""
+    while not isinstance(windows, sbd.WaveformDataset):
+        windows = windows.dataset
+    return windows
 
 
 def _logged_so_far(run_id: str) -> tuple[int, int]:

@@ -50,7 +50,10 @@ def artifacts(run_id: str, path: str = "") -> set[str]:
     return found
 
 
-def test_run_holds_config_curves_artifacts_and_tags(tracking_uri: str, tiny_dataset: str) -> None:
+def test_run_holds_config_curves_artifacts_and_tags(
+    tracking_uri: str, tiny_dataset: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
     run_id = run_cli(
         "train-mag", "--model-type", "amag_v2", *TINY, "--epochs", "2",
         "--warmup-epochs", "1", "--learning-rate", "0.002", "--experiment", "it-contract",
@@ -82,6 +85,13 @@ def test_run_holds_config_curves_artifacts_and_tags(tracking_uri: str, tiny_data
     assert tags["dataset"] == "synthetic:200" and tags["seismic_ml.version"]
     assert tags["git_commit"] and HEARTBEAT_TAG in tags
     assert re.fullmatch(r"amag_v2-synthetic200-\d{8}-\d{6}", run.info.run_name)
+    inputs = {
+        (d.dataset.name, {t.key: t.value for t in d.tags}["mlflow.data.context"])
+        for d in run.inputs.dataset_inputs
+    }
+    assert inputs == {("synthetic:200:train", "training"), ("synthetic:200:dev", "validation")}
+    assert all(d.dataset.digest for d in run.inputs.dataset_inputs)
+    assert any(key.startswith("system/") for key in run.data.metrics)  # CPU and memory use
     experiment = MlflowClient().get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # UI: runs view
     assert artifacts(run_id) >= {
