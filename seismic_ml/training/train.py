@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import torch
 from torch import nn
 
 from seismic_ml.config import RunConfig, with_model_defaults
@@ -19,6 +17,7 @@ from seismic_ml.data.registry import load_dataset
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.models.registry import build_model
 from seismic_ml.tracking import history, model_io
+from seismic_ml.tracking.artifacts import WEIGHTS_DIR, write_model_files
 from seismic_ml.tracking.logger import (
     CHECKPOINT_DIR,
     CHECKPOINT_NAME,
@@ -108,9 +107,11 @@ def _train_in_run(
     mlflow.set_tag("device", str(trainer.device))
     uri = None
     if options.log_model:
-        example = model_io.example_input(model)
-        uri = model_io.log_model(model, example, options.register_as, options.alias)
+        uri = model_io.log_model(model, cfg)
         mlflow.set_tag(model_io.MODEL_URI_TAG, uri)
+        if options.register_as:
+            about = model_io.version_metadata(cfg, metrics["best/val_loss"])
+            model_io.register(uri, options.register_as, options.alias, *about)
     return TrainResult(run_id, metrics, model, uri, state.history)
 
 
@@ -168,12 +169,10 @@ def _best_model(trainer: Trainer) -> nn.Module:
 
 
 def _log_weights(model: nn.Module, cfg: RunConfig) -> None:
-    """Tensor-only best weights beside the JSON config that rebuilds the model."""
+    """Best weights (safetensors) beside the JSON model args and config that rebuild the model."""
     with tempfile.TemporaryDirectory() as tmp:
-        torch.save(model.state_dict(), Path(tmp) / "best.pt")
-        args = {"model_type": cfg.model_type, "model": dataclasses.asdict(cfg.model)}
-        (Path(tmp) / "model_args.json").write_text(json.dumps(args, indent=2))
-        mlflow.log_artifacts(tmp, artifact_path="weights")
+        write_model_files(model, cfg, Path(tmp))
+        mlflow.log_artifacts(tmp, artifact_path=WEIGHTS_DIR)
 
 
 def resume_config(run_id: str, epochs: int | None = None) -> RunConfig:

@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 
 from seismic_ml.config import RunConfig, with_model_defaults
 from seismic_ml.errors import SeismicMLError, first_line
+from seismic_ml.tracking.loader import load_model
 from seismic_ml.tracking.run import DEFAULT_EXPERIMENT, sigterm_raises, standard_tags
 from seismic_ml.training.train import TrackingOptions, TrainResult, train
 from seismic_ml.tuning.options import TuneOptions
@@ -314,6 +315,8 @@ def retrain_best(
     )
     result = train(cfg, tracking)
     MlflowClient().set_tag(parent, "best.retrained_run_id", result.run_id)
+    # what callers get is what the run logged, rebuilt as any reader of the server would
+    result.model = load_model(result.run_id).module
     return result
 
 
