@@ -67,6 +67,8 @@ def train(
     cfg.validate()
     seed_everything(cfg.train.seed)
     trainer = build_trainer(cfg)  # bad data fails here, before any run exists
+    if options.resume:  # so does a checkpoint that is not weights-only: the run stays as it was
+        trainer.load_state_dict(_download_checkpoint(options.resume))
     tags = {**standard_tags(cfg.task, cfg.model_type, cfg.data.dataset), **options.tags}
     with tracked_run(
         run_name=options.run_name,
@@ -87,7 +89,6 @@ def _train_in_run(
     callbacks: Sequence[Callback],
 ) -> TrainResult:
     if options.resume:
-        trainer.load_state_dict(_download_checkpoint(options.resume))
         mlflow.set_tag("resumed_to_epochs", str(cfg.train.epochs))
     else:
         _log_config(cfg, trainer)
