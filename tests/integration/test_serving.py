@@ -1,4 +1,4 @@
-"""`mlflow models serve` and `mlflow models predict` on a registered model: windows in, answers out."""
+"""`mlflow models serve` and `mlflow models predict` on a registered model."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 from seismic_ml import load_model
 from seismic_ml.serving.windows import frame_from_windows
@@ -119,7 +118,7 @@ def test_bad_request_is_http_400_saying_what_was_expected(tracking_uri, served, 
         frame, expected = frame.iloc[:100], "exactly 3001 rows per window"
     elif fault == "dtype":
         frame = frame.iloc[:5].astype({"Z": str})
-        frame["Z"], expected = "loud", "'Z': double"
+        frame["Z"], expected = "loud", "column Z to type 'float64'"
     else:
         frame, expected = frame.drop(columns="E"), "'E'"
     status, answer = _post(served["url"], _split(frame))
@@ -127,10 +126,15 @@ def test_bad_request_is_http_400_saying_what_was_expected(tracking_uri, served, 
     assert expected in answer["message"], answer["message"][:2000]
 
 
-def test_stored_serving_example_is_a_valid_request(tracking_uri, served):
-    version = MlflowClient().get_model_version_by_alias(*served["uri"][8:].split("@"))
-    example = mlflow.artifacts.load_text(f"{version.source}/serving_input_example.json")
-    status, answer = _post(served["url"], json.loads(example))
+def test_registered_model_holds_no_pickle_and_its_example_is_a_valid_request(
+    tracking_uri, served, tmp_path
+):
+    folder = Path(mlflow.artifacts.download_artifacts(served["uri"], dst_path=str(tmp_path)))
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert {"MLmodel", "artifacts/model.safetensors", "artifacts/model_args.json"} <= files
+    assert not [f for f in files if f.endswith((".pkl", ".pt", ".pth", ".pickle"))]
+    example = json.loads((folder / "serving_input_example.json").read_text())
+    status, answer = _post(served["url"], example)
     assert status == 200 and len(answer["predictions"]) == 1
 
 
