@@ -48,14 +48,17 @@ def check_overrides(cfg: RunConfig, given: dict[str, Any], run_id: str) -> None:
 
 
 def _same(a: Any, b: Any) -> bool:
+    """Equal values, floats compared with a tolerance."""
     if isinstance(a, float) or isinstance(b, float):
         return a is not None and b is not None and math.isclose(float(a), float(b))
     return a == b
 
 
 def _flag(name: str) -> str:
+    """The command-line flag of an option name."""
     return f"--{name.replace('_', '-')}"
 
 
 def _param(name: str) -> str:
+    """The MLflow param key of an option name."""
     return "model.type" if name == "model_type" else f"model.{name}"

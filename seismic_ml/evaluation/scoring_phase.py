@@ -32,15 +32,18 @@ class OnsetSamples:
     """Puts the window's first P and S onset samples (NaN: none inside) in 'onsets'."""
 
     def __init__(self, columns: dict[str, str], windowlen: int) -> None:
+        """columns: pick column -> phase; windowlen: samples per window."""
         self.columns = columns
         self.windowlen = windowlen
 
     def __call__(self, state_dict: dict) -> None:
+        """Add the window's onsets to a seisbench generator state."""
         _, meta = state_dict["X"]
         onsets = [self._first(meta, phase) for phase in "PS"]
         state_dict["onsets"] = (np.array(onsets, dtype=np.float64), None)
 
     def _first(self, meta: dict, phase: str) -> float:
+        """The earliest onset of a phase inside the window, NaN when there is none."""
         samples = [_as_float(meta.get(c)) for c, p in self.columns.items() if p == phase]
         inside = [s for s in samples if 0 <= s < self.windowlen]
         return min(inside, default=float("nan"))
@@ -132,6 +135,7 @@ def _sta_lta_metrics(table: pd.DataFrame) -> dict[str, float]:
 def _phase_figures(
     model: nn.Module, generator: Dataset, table: pd.DataFrame, phases: str, plot_dir: Path
 ) -> list[Path]:
+    """Residual histograms (model and STA/LTA) and a few example windows with their curves."""
     residuals = {
         f"model {p}": metrics.onset_residuals(
             table[f"true_{p.lower()}_sample"], table[f"pred_{p.lower()}_sample"], SAMPLING_RATE
@@ -158,6 +162,7 @@ def _example_indices(table: pd.DataFrame) -> list[int]:
 def _example(
     model: nn.Module, generator: Dataset, table: pd.DataFrame, index: int
 ) -> plots.ExampleWindow:
+    """One window, its probability curves and labelled onsets, for the examples figure."""
     sample = generator[index]
     x = torch.from_numpy(sample["X"][None])
     probs = forward(model, x).numpy()[0]

@@ -42,6 +42,7 @@ def registered(mlflow_server: str) -> Iterator[str]:
 
 
 def _wait_for_ping(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
+    """Poll /ping until it answers; the server's output in the error if it never does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -73,14 +74,23 @@ def served(registered: str, mlflow_server: str, tmp_path_factory) -> Iterator[di
         _wait_for_ping(url, proc, log)
         yield {"url": url, "log": log, "uri": registered}
     finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End the server and the workers it started (its process group)."""
+    try:
         os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=20)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=20)
 
 
 def _post(url: str, body: dict) -> tuple[int, dict]:
+    """POST a JSON body to /invocations; (HTTP status, decoded answer)."""
     request = urllib.request.Request(
         f"{url}/invocations", json.dumps(body).encode(), {"Content-Type": "application/json"}
     )
@@ -92,10 +102,12 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 
 
 def _windows(n: int = 2) -> np.ndarray:
+    """n raw ZNE windows of 3001 samples, noise at count level."""
     return np.random.default_rng(7).normal(scale=3e4, size=(n, 3, 3001)).astype(np.float32)
 
 
 def _split(frame: pd.DataFrame) -> dict:
+    """The request body for a table, in MLflow's dataframe_split format."""
     return {"dataframe_split": frame.to_dict(orient="split", index=False)}
 
 
