@@ -84,14 +84,6 @@ def tag_version(name: str, version: int, tags: dict[str, str]) -> None:
         client.set_model_version_tag(name, str(version), key, value)
 
 
-def run_model_uri(run_id: str) -> str:
-    """The URI of the model a training run logged (kept in a tag of the run)."""
-    uri = get_run(run_id).data.tags.get(MODEL_URI_TAG)
-    if not uri:
-        raise SeismicMLError(f"run {run_id} logged no model (no {MODEL_URI_TAG} tag)")
-    return uri
-
-
 def run_config(run_id: str) -> RunConfig:
     """The RunConfig a training run logged as params."""
     return RunConfig.from_params(get_run(run_id).data.params)
