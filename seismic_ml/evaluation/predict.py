@@ -1,4 +1,4 @@
-"""Apply a logged model to a user's own waveform files (miniSEED, SAC, anything obspy reads).
+"""Apply a trained model to a user's own waveform files (miniSEED, SAC, anything obspy reads).
 
 A phase model picks P and S with seisbench's `classify`. A magnitude model sees, per station,
 a window of raw counts at 100 Hz in ZNE order starting PRE_P_S before the P onset (the middle
@@ -21,7 +21,7 @@ from torch import nn
 
 from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.models.magnitude import split_output
-from seismic_ml.tracking import model_io
+from seismic_ml.tracking.loader import load_model
 
 SAMPLING_RATE = 100.0
 PRE_P_S = 5.0
@@ -77,7 +77,7 @@ def predict(
 ) -> Prediction:
     """Picks (phase model; curves: also its probability traces) or magnitudes per station."""
     stream = read_waveforms(paths)
-    model = model_io.load_model(model_uri)
+    model = load_model(model_uri).module
     if is_phase_model(model):
         if picker_uri or p_times:
             raise SeismicMLError("--picker-uri and --p-time apply to magnitude models only")
@@ -133,7 +133,7 @@ def p_onsets(
         raise SeismicMLError("a magnitude model needs the P onset: give --picker-uri or --p-time")
     if p_times:
         return _given_onsets(stations, p_times), []
-    picker = model_io.load_model(picker_uri)
+    picker = load_model(picker_uri).module
     if not is_phase_model(picker):
         raise SeismicMLError(f"--picker-uri {picker_uri} is not a phase-picking model")
     onsets: dict[str, tuple[UTCDateTime, str, float]] = {}

@@ -1,4 +1,4 @@
-"""Log, register and load models and run artifacts in MLflow."""
+"""Log and register models in MLflow; read a run's params, tags and artifacts."""
 
 from __future__ import annotations
 
@@ -7,20 +7,24 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import mlflow
-import mlflow.pytorch
+import mlflow.pyfunc
 import numpy as np
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-import seismic_ml
 from seismic_ml.config import RunConfig
-from seismic_ml.errors import SeismicMLError, first_line
+from seismic_ml.errors import SeismicMLError
+from seismic_ml.serving.signature import model_signature
+from seismic_ml.serving.windows import frame_from_windows
+from seismic_ml.tracking import artifacts
 
 MODEL_NAME = "model"
 MODEL_URI_TAG = "seismic_ml.model_uri"
-REQUIREMENTS = ("torch", "seisbench", "mlflow", "numpy", "pandas", "obspy")
+MODEL_CODE = Path(__file__).resolve().parents[1] / "serving" / "model_code.py"
+# seismic-ml itself is not on PyPI: the serving environment must have it installed.
+REQUIREMENTS = ("torch", "seisbench", "mlflow", "numpy", "pandas", "obspy", "safetensors")
 
 
 def pip_requirements() -> list[str]:
@@ -34,47 +38,50 @@ def pip_requirements() -> list[str]:
     return pinned
 
 
-def log_model(
-    model: nn.Module, input_example: np.ndarray, register_as: str = "", alias: str = ""
-) -> str:
-    """Log the model (pickle format with this package's code, so `annotate` survives); its URI."""
-    model = model.cpu().eval()
-    info = mlflow.pytorch.log_model(
-        model,
-        name=MODEL_NAME,
-        input_example=input_example,
-        serialization_format="pickle",
-        code_paths=[str(Path(seismic_ml.__file__).parent)],
-        pip_requirements=pip_requirements(),
-    )
-    if register_as:
-        register(info.model_uri, register_as, alias)
+def log_model(model: nn.Module, cfg: RunConfig) -> str:
+    """Log a pyfunc model from code with its weights and args as artifacts (no pickle); its URI."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = artifacts.write_model_files(model, cfg, Path(tmp))
+        has_sigma = getattr(cfg.model, "loss", "") == "gaussian_nll"
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_NAME,
+            python_model=str(MODEL_CODE),
+            artifacts={k: str(v) for k, v in files.items()},
+            signature=model_signature(cfg.task, has_sigma),
+            input_example=frame_from_windows(example_input(model)),
+            pip_requirements=pip_requirements(),
+        )
     return info.model_uri
 
 
-def register(model_uri: str, name: str, alias: str = "") -> int:
-    """Register a model version under name and point alias at it; returns the version."""
-    result = mlflow.register_model(model_uri, name)
+def register(
+    model_uri: str, name: str, alias: str = "", description: str = "", tags: dict | None = None
+) -> int:
+    """Register a model version with a description and tags, point alias at it; the version."""
+    result = mlflow.register_model(model_uri, name, tags=tags)
+    client = MlflowClient()
+    if description:
+        client.update_model_version(name, result.version, description=description)
     if alias:
-        MlflowClient().set_registered_model_alias(name, alias, result.version)
+        client.set_registered_model_alias(name, alias, result.version)
     return int(result.version)
 
 
-def load_model(model_uri: str) -> nn.Module:
-    """Load a logged model (runs:/, models:/NAME/VERSION, models:/NAME@ALIAS) in eval mode."""
-    try:
-        model = mlflow.pytorch.load_model(model_uri, map_location="cpu")
-    except (MlflowException, OSError) as exc:
-        raise SeismicMLError(f"cannot load model {model_uri!r}: {first_line(exc)}") from exc
-    return model.eval()
+def version_metadata(cfg: RunConfig, best_val_loss: float) -> tuple[str, dict[str, str]]:
+    """The description and tags a registered version carries, so versions compare at a glance."""
+    tags = {"task": cfg.task, "model_type": cfg.model_type, "dataset": cfg.data.dataset}
+    description = (
+        f"{cfg.task} model {cfg.model_type} trained on {cfg.data.dataset}; "
+        f"best validation loss {best_val_loss:.4g}"
+    )
+    return description, tags
 
 
-def run_model_uri(run_id: str) -> str:
-    """The URI of the model a training run logged (kept in a tag of the run)."""
-    uri = get_run(run_id).data.tags.get(MODEL_URI_TAG)
-    if not uri:
-        raise SeismicMLError(f"run {run_id} logged no model (no {MODEL_URI_TAG} tag)")
-    return uri
+def tag_version(name: str, version: int, tags: dict[str, str]) -> None:
+    """Set tags on a registered model version (evaluation results, say)."""
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, value)
 
 
 def run_config(run_id: str) -> RunConfig:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.errors import SeismicMLError, first_line
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
@@ -30,13 +31,24 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint written by save_checkpoint."""
+    """Read a checkpoint as tensors and plain data only (torch weights-only): nothing runs."""
     if not path.is_file():
         raise SeismicMLError(f"no checkpoint at {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
-        raise SeismicMLError(f"checkpoint {path} is unreadable: {exc}") from exc
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found is None:
+            raise SeismicMLError(f"checkpoint {path} is unreadable: not a checkpoint") from None
+        raise SeismicMLError(
+            f"checkpoint {path.name} holds more than tensors and plain data "
+            f"({found.group(1)}): refusing to unpickle it"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise SeismicMLError(f"checkpoint {path} is unreadable: {first_line(exc)}") from exc
+    if not isinstance(state, dict):
+        raise SeismicMLError(f"checkpoint {path.name} is not a training snapshot")
+    return state
 
 
 class Snapshotting(Protocol):

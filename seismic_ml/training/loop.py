@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -182,12 +183,12 @@ class Trainer:
         self.train_loader.generator.manual_seed(self.cfg.seed + self.state.epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        """A resumable snapshot: weights, optimizer, schedule, progress, best weights."""
+        """A resumable snapshot of tensors, numbers, strings, lists and dicts (weights-only)."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
-            "loop": self.state.__dict__.copy(),
+            "loop": dataclasses.asdict(self.state),
             "best_weights": self.best_weights,
             "torch_rng": torch.get_rng_state(),
         }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -13,7 +12,6 @@ from typing import Any
 
 import mlflow
 import seisbench.data as sbd
-import torch
 from torch import nn
 
 from seismic_ml.config import RunConfig, with_model_defaults
@@ -21,6 +19,7 @@ from seismic_ml.data.registry import load_dataset
 from seismic_ml.errors import BadOptionValue, SeismicMLError
 from seismic_ml.models.registry import build_model
 from seismic_ml.tracking import history, local, model_io
+from seismic_ml.tracking.artifacts import WEIGHTS_DIR, write_model_files
 from seismic_ml.tracking.datasets import log_split
 from seismic_ml.tracking.logger import CHECKPOINT_DIR, MlflowLogger
 from seismic_ml.tracking.lost_runs import DEFAULT_STALE_AFTER_S, heartbeat_age
@@ -88,10 +87,11 @@ def _train_tracked(
     trainer: Trainer, cfg: RunConfig, options: TrackingOptions, callbacks: Sequence[Callback]
 ) -> TrainResult:
     """Train inside the MLflow run: a new one, or the run to resume."""
+    # a checkpoint that is not weights-only is refused before the run reopens: it stays as it was
+    snapshot = _resume_snapshot(options.resume) if options.resume else None
     tags = {**standard_tags(cfg.task, cfg.model_type, cfg.data.dataset), **options.tags}
-    name = (
-        None if options.resume else options.run_name or run_name(cfg.model_type, cfg.data.dataset)
-    )
+    default_name = run_name(cfg.model_type, cfg.data.dataset)
+    name = None if options.resume else options.run_name or default_name
     with tracked_run(
         run_name=name,
         experiment=options.experiment,
@@ -101,7 +101,7 @@ def _train_tracked(
         killed_on=options.killed_on,
         system_metrics=options.system_metrics,
     ) as run:
-        return _train_in_run(trainer, cfg, options, run.info.run_id, callbacks)
+        return _train_in_run(trainer, cfg, options, run.info.run_id, callbacks, snapshot)
 
 
 def _follow(
@@ -121,6 +121,7 @@ def _train_in_run(
     options: TrackingOptions,
     run_id: str,
     callbacks: Sequence[Callback],
+    snapshot: dict[str, Any] | None,
 ) -> TrainResult:
     folder = local.run_dir(run_id)
     checkpoint = folder / CHECKPOINT_NAME
@@ -128,7 +129,6 @@ def _train_in_run(
     distributed.broadcast(run_id)
     if options.resume:
         replay_spool(run_id, folder)  # metrics a dead process could not send come first
-        snapshot = load_checkpoint(_resume_checkpoint(run_id, checkpoint))
         trainer.load_state_dict(distributed.broadcast(snapshot))  # every rank resumes from it
         mlflow.set_tag("resumed_to_epochs", str(cfg.train.epochs))
     else:
@@ -183,9 +183,11 @@ def _log_results(
     mlflow.set_tag("device", str(trainer.device))
     uri = None
     if options.log_model:
-        example = model_io.example_input(model)
-        uri = model_io.log_model(model, example, options.register_as, options.alias)
+        uri = model_io.log_model(model, cfg)
         mlflow.set_tag(model_io.MODEL_URI_TAG, uri)
+        if options.register_as:
+            about = model_io.version_metadata(cfg, metrics["best/val_loss"])
+            model_io.register(uri, options.register_as, options.alias, *about)
     return TrainResult(run_id, metrics, model, uri, state.history)
 
 
@@ -243,6 +245,11 @@ def _logged_so_far(run_id: str) -> tuple[int, int]:
     return (int(steps.max()) if len(steps) else -1, int(epochs.max()) if len(epochs) else 0)
 
 
+def _resume_snapshot(run_id: str) -> dict[str, Any]:
+    """The weights-only snapshot a resume continues from."""
+    return load_checkpoint(_resume_checkpoint(run_id, local.run_dir(run_id) / CHECKPOINT_NAME))
+
+
 def _resume_checkpoint(run_id: str, kept: Path) -> Path:
     """The checkpoint to resume from: the one kept here (it may be newer), else the run's."""
     if kept.is_file():
@@ -268,12 +275,10 @@ def _best_model(trainer: Trainer) -> nn.Module:
 
 
 def _log_weights(model: nn.Module, cfg: RunConfig) -> None:
-    """Tensor-only best weights beside the JSON config that rebuilds the model."""
+    """Best weights (safetensors) beside the JSON model args and config that rebuild the model."""
     with tempfile.TemporaryDirectory() as tmp:
-        torch.save(model.state_dict(), Path(tmp) / "best.pt")
-        args = {"model_type": cfg.model_type, "model": dataclasses.asdict(cfg.model)}
-        (Path(tmp) / "model_args.json").write_text(json.dumps(args, indent=2))
-        mlflow.log_artifacts(tmp, artifact_path="weights")
+        write_model_files(model, cfg, Path(tmp))
+        mlflow.log_artifacts(tmp, artifact_path=WEIGHTS_DIR)
 
 
 def resume_config(run_id: str, task: str, epochs: int | None = None) -> RunConfig:

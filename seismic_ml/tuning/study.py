@@ -25,6 +25,7 @@ from seismic_ml import interrupts
 from seismic_ml.config import RunConfig, checked
 from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
 from seismic_ml.tracking import local
+from seismic_ml.tracking.loader import load_model
 from seismic_ml.tracking.run import DEFAULT_EXPERIMENT, standard_tags
 from seismic_ml.tracking.sender import MetricSender
 from seismic_ml.training.train import TrackingOptions, TrainResult, train
@@ -319,6 +320,8 @@ def retrain_best(
     )
     result = train(cfg, tracking)
     MlflowClient().set_tag(parent, "best.retrained_run_id", result.run_id)
+    # what callers get is what the run logged, rebuilt as any reader of the server would
+    result.model = load_model(result.run_id).module
     return result
 
 

@@ -14,8 +14,9 @@ from mlflow.tracking import MlflowClient
 
 from seismic_ml.cli.evaluation import eval_mag, eval_phase
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig
-from seismic_ml.evaluation.evaluate import EVALUATED_MODEL_TAG, EVALUATED_RUN_TAG, source_run_id
+from seismic_ml.evaluation.evaluate import EVALUATED_MODEL_TAG, EVALUATED_RUN_TAG
 from seismic_ml.models import amag_v2, phasenet_lstm
+from seismic_ml.tracking.loader import source_run_id
 from seismic_ml.training.train import TrackingOptions, train
 
 pytestmark = pytest.mark.integration
@@ -107,6 +108,13 @@ def test_eval_mag_from_registry_alias_logs_metrics_and_baseline(tracking_uri, tr
         assert f"test/{key}" in m and f"baseline/{key}" in m
     assert 0.0 <= m["test/frac_within_1sigma"] <= m["test/frac_within_2sigma"] <= 1.0
     assert m["baseline/residual_std"] < 0.4  # Wood-Anderson ML on the synthetic set
+    version = MlflowClient().get_model_version(trained["name"], "1")
+    assert float(version.tags["test/mae"]) == pytest.approx(m["test/mae"], rel=1e-3)
+    assert float(version.tags["test/rmse"]) == pytest.approx(m["test/rmse"], rel=1e-3)
+    assert version.tags["eval/run_id"] == run.info.run_id
+    assert version.tags["model_type"] == "amag_v2" and version.tags["task"] == "magnitude"
+    assert version.description.startswith("magnitude model amag_v2 trained on synthetic:200")
+    assert "best validation loss" in version.description
     predictions = _artifact_csv(run.info.run_id, "predictions.csv")
     assert len(predictions) == m["test/n_traces"] == m["baseline/n_traces"]
     residual = predictions["pred_magnitude"] - predictions["true_magnitude"]

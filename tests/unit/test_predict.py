@@ -15,27 +15,33 @@ import torch
 from click.testing import CliRunner
 
 from seismic_ml.cli.evaluation import predict
+from seismic_ml.config import RunConfig
 from seismic_ml.data.registry import load_dataset
 from seismic_ml.models import amag_v2, phasenet
 from seismic_ml.models.registry import build_model
-from seismic_ml.tracking import model_io
+from seismic_ml.tracking import artifacts, model_io
 
 PRE_P = 500  # samples: predict's window starts 5 s before P
 
 
 @pytest.fixture(scope="module")
-def models() -> dict:
-    """An untrained phase model and a small magnitude model, logged in MLflow's default store."""
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """An untrained phase model and a small magnitude model, logged as training logs them."""
     torch.manual_seed(0)
-    built = {
-        "phase": build_model("phasenet", phasenet.Config()),
-        "magnitude": build_model("amag_v2", amag_v2.Config(lstm_hidden=8, attention_heads=2)),
+    configs = {
+        "phase": RunConfig("phasenet", phasenet.Config()),
+        "magnitude": RunConfig("amag_v2", amag_v2.Config(lstm_hidden=8, attention_heads=2)),
     }
+    built = {t: build_model(c.model_type, c.model).eval() for t, c in configs.items()}
     mlflow.set_experiment("predict-tests")
     uris = {}
     for task, model in built.items():
         with mlflow.start_run():
-            uris[task] = model_io.log_model(model, model_io.example_input(model))
+            mlflow.log_params(configs[task].to_params())
+            folder = tmp_path_factory.mktemp(task)
+            artifacts.write_model_files(model, configs[task], folder)
+            mlflow.log_artifacts(str(folder), artifacts.WEIGHTS_DIR)
+            uris[task] = model_io.log_model(model, configs[task])
     return {"uris": uris, **built}
 
 

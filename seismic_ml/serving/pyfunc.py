@@ -1,0 +1,39 @@
+"""The pyfunc model: rebuilds the network from its artifacts (JSON + safetensors) and predicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PythonModel, PythonModelContext
+
+from seismic_ml.errors import SeismicMLError
+from seismic_ml.serving.windows import DEFAULT_THRESHOLD, predict_windows, windows_from_frame
+
+
+class SeismicModel(PythonModel):
+    """Raw ZNE windows at 100 Hz in; picks (phase models) or magnitudes out."""
+
+    def load_context(self, context: PythonModelContext) -> None:
+        """Build the network through the model registry and load its safetensors weights."""
+        from seismic_ml.tracking.artifacts import build_module, read_config
+
+        cfg = read_config(Path(context.artifacts["run_config"]))
+        self.task = cfg.task
+        self.module = build_module(cfg, Path(context.artifacts["weights"]))
+        self.in_samples = int(self.module.in_samples)
+
+    def predict(
+        self,
+        context: PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, float] | None = None,
+    ) -> pd.DataFrame:
+        """Validate the request table and answer with picks or magnitudes."""
+        threshold = float((params or {}).get("threshold", DEFAULT_THRESHOLD))
+        try:
+            x, ids = windows_from_frame(model_input, self.in_samples)
+        except SeismicMLError as exc:
+            raise MlflowException.invalid_parameter_value(str(exc)) from None
+        return predict_windows(self.module, self.task, x, ids, threshold)

@@ -1,0 +1,29 @@
+"""The pyfunc model's signature: raw ZNE windows in, picks or magnitude (and sigma) out."""
+
+from __future__ import annotations
+
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+from seismic_ml.serving.windows import DEFAULT_THRESHOLD
+
+INPUT = Schema([ColSpec("long", "window"), *(ColSpec("double", c) for c in "ZNE")])
+PICKS = Schema(
+    [
+        ColSpec("long", "window"),
+        ColSpec("string", "phase"),
+        ColSpec("double", "time_s"),
+        ColSpec("double", "probability"),
+    ]
+)
+
+
+def model_signature(task: str, has_sigma: bool) -> ModelSignature:
+    """Input, output and (phase models) the pick threshold parameter."""
+    if task == "phase":
+        params = ParamSchema([ParamSpec("threshold", "double", DEFAULT_THRESHOLD)])
+        return ModelSignature(INPUT, PICKS, params)
+    outputs = [ColSpec("long", "window"), ColSpec("double", "magnitude")]
+    if has_sigma:
+        outputs.append(ColSpec("double", "sigma"))
+    return ModelSignature(INPUT, Schema(outputs))

@@ -1,0 +1,161 @@
+"""load_model(ref): a trained model rebuilt from data (params, model args, safetensors weights).
+
+A reference is a run id, `runs:/ID/...`, `models:/NAME/VERSION`, `models:/NAME/latest`,
+`models:/NAME@ALIAS` or MLflow 3's `models:/m-ID`. Whatever it names, the training run is
+resolved; its params give the RunConfig, the installed package's model registry builds the
+network, and `weights/model.safetensors` fills it. Nothing read from the tracking server is
+unpickled or executed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from torch import nn
+
+from seismic_ml.config import RunConfig
+from seismic_ml.errors import SeismicMLError, first_line
+from seismic_ml.serving.windows import DEFAULT_THRESHOLD, predict_windows
+from seismic_ml.tracking import artifacts, model_io
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/]+)|@(?P<alias>[^/]+))?$")
+REFERENCE_FORMS = "a run id, runs:/ID/model, models:/NAME/VERSION or models:/NAME@ALIAS"
+
+
+@dataclass(frozen=True)
+class Source:
+    """The training run behind a reference, and the registry version when it named one."""
+
+    run_id: str
+    name: str | None = None
+    version: int | None = None
+
+
+@dataclass
+class TrainedModel:
+    """A trained network in eval mode with the config it was trained with and where it came from."""
+
+    config: RunConfig
+    module: nn.Module
+    run_id: str
+    name: str | None = None
+    version: int | None = None
+    uri: str = ""
+
+    @property
+    def task(self) -> str:
+        """phase or magnitude."""
+        return self.config.task
+
+    @property
+    def model_type(self) -> str:
+        """The registry name of the architecture."""
+        return self.config.model_type
+
+    def predict_windows(self, x: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
+        """Picks or magnitudes of (n, 3, in_samples) raw ZNE windows, as served."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return predict_windows(self.module, self.task, x, np.arange(len(x)), threshold)
+
+
+def load_model(ref: str) -> TrainedModel:
+    """The trained model a reference names, rebuilt without unpickling anything."""
+    return load_source(resolve(ref), ref)
+
+
+def load_source(source: Source, uri: str = "") -> TrainedModel:
+    """The trained model of a resolved source (its run's params and safe artifacts)."""
+    cfg = model_io.run_config(source.run_id)
+    path = f"{artifacts.WEIGHTS_DIR}/{artifacts.WEIGHTS_FILE}"
+    try:
+        weights = model_io.download_artifact(source.run_id, path)
+    except SeismicMLError:
+        raise SeismicMLError(
+            f"run {source.run_id} predates safe model artifacts (no {path}): "
+            "retrain it, or resume it with --resume to log them"
+        ) from None
+    module = artifacts.build_module(cfg, weights)
+    return TrainedModel(cfg, module, source.run_id, source.name, source.version, uri)
+
+
+def resolve(ref: str) -> Source:
+    """The training run (and registry version) a run id or model URI refers to."""
+    ref = ref.strip()
+    if RUN_ID.match(ref):
+        model_io.get_run(ref)
+        return Source(ref)
+    if ref.startswith("runs:/") and ref[6:].split("/")[0]:
+        return Source(ref[6:].split("/")[0])
+    match = MODELS_URI.match(ref)
+    if match is None:
+        raise SeismicMLError(f"cannot read model reference {ref!r}: give {REFERENCE_FORMS}")
+    try:
+        return _registry_source(MlflowClient(), match, ref)
+    except MlflowException as exc:
+        where = mlflow.get_tracking_uri()
+        raise SeismicMLError(f"{ref} not found in {where}: {first_line(exc)}") from exc
+
+
+def resolve_pair(run_id: str | None, model_uri: str | None) -> tuple[Source, str]:
+    """(source, model URI shown to the user) from --run-id, --model-uri or both (which agree)."""
+    if not run_id and not model_uri:
+        raise SeismicMLError("give --run-id (a training run) or --model-uri (runs:/, models:/)")
+    if not model_uri:
+        tags = model_io.get_run(run_id).data.tags
+        return Source(run_id), tags.get(model_io.MODEL_URI_TAG) or f"runs:/{run_id}"
+    source = resolve(model_uri)
+    if run_id and source.run_id != run_id:
+        raise SeismicMLError(
+            f"--model-uri {model_uri} was logged by run {source.run_id}, not by --run-id {run_id}"
+        )
+    return source, model_uri
+
+
+def source_run_id(model_uri: str) -> str:
+    """The training run that logged a model."""
+    return resolve(model_uri).run_id
+
+
+def _registry_source(client: MlflowClient, match: re.Match, ref: str) -> Source:
+    """models:/NAME/VERSION, models:/NAME/latest, models:/NAME@ALIAS or models:/m-ID."""
+    name = match["name"]
+    if match["alias"]:
+        version = client.get_model_version_by_alias(name, match["alias"])
+    elif match["version"]:
+        version = client.get_model_version(name, _version_number(client, name, match["version"]))
+    else:
+        run_id = client.get_logged_model(name).source_run_id
+        if not run_id:
+            raise SeismicMLError(f"{ref} records no training run")
+        return Source(run_id)
+    return Source(_version_run(client, version, ref), name, int(version.version))
+
+
+def _version_number(client: MlflowClient, name: str, version: str) -> str:
+    """A version number, with `latest` read as the highest one."""
+    if version != "latest":
+        return version
+    versions = client.search_model_versions(f"name='{name}'")
+    if not versions:
+        raise SeismicMLError(f"registered model {name!r} has no versions")
+    return str(max(int(v.version) for v in versions))
+
+
+def _version_run(client: MlflowClient, version: Any, ref: str) -> str:
+    """A model version's run id, or its logged model's source run (MLflow 3 models:/m-...)."""
+    if version.run_id:
+        return version.run_id
+    source = MODELS_URI.match(version.source or "")
+    if source and not source["version"] and not source["alias"]:
+        run_id = client.get_logged_model(source["name"]).source_run_id
+        if run_id:
+            return run_id
+    raise SeismicMLError(f"{ref} records no training run")

@@ -1,0 +1,181 @@
+"""`mlflow models serve` and `mlflow models predict` on a registered model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from seismic_ml import load_model
+from seismic_ml.serving.windows import frame_from_windows
+from seismic_ml.training.train import TrackingOptions, train
+from tests.conftest import tiny_run_config
+from tests.integration.conftest import MLFLOW, free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def registered(mlflow_server: str) -> Iterator[str]:
+    """models:/NAME@champion of a small gaussian_nll magnitude model on the test server."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+        mlflow.set_tracking_uri(mlflow_server)
+        name = f"served-{uuid.uuid4().hex[:8]}"
+        cfg = tiny_run_config("amag_v2", epochs=1)
+        cfg.model.loss = "gaussian_nll"
+        train(cfg, TrackingOptions("serving", register_as=name, alias="champion"))
+        yield f"models:/{name}@champion"
+
+
+def _wait_for_ping(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
+    """Poll /ping until it answers; the server's output in the error if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow models serve exited {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"no /ping answer after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def served(registered: str, mlflow_server: str, tmp_path_factory) -> Iterator[dict]:
+    """A real `mlflow models serve` subprocess on a free port; its output shown on failure."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = dict(os.environ, MLFLOW_TRACKING_URI=mlflow_server)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [MLFLOW, "models", "serve", "-m", registered, "--env-manager", "local",
+             "-p", str(port), "--host", "127.0.0.1"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_ping(url, proc, log)
+        yield {"url": url, "log": log, "uri": registered}
+    finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End the server and the workers it started (its process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=20)
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    """POST a JSON body to /invocations; (HTTP status, decoded answer)."""
+    request = urllib.request.Request(
+        f"{url}/invocations", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _windows(n: int = 2) -> np.ndarray:
+    """n raw ZNE windows of 3001 samples, noise at count level."""
+    return np.random.default_rng(7).normal(scale=3e4, size=(n, 3, 3001)).astype(np.float32)
+
+
+def _split(frame: pd.DataFrame) -> dict:
+    """The request body for a table, in MLflow's dataframe_split format."""
+    return {"dataframe_split": frame.to_dict(orient="split", index=False)}
+
+
+def test_served_model_answers_two_windows_as_in_process(tracking_uri, served):
+    x = _windows()
+    status, answer = _post(served["url"], _split(frame_from_windows(x)))
+    assert status == 200, served["log"].read_text()[-3000:]
+    got = pd.DataFrame(answer["predictions"])
+    expected = load_model(served["uri"]).predict_windows(x)
+    assert list(got.columns) == ["window", "magnitude", "sigma"]
+    assert got["window"].tolist() == [0, 1]
+    np.testing.assert_allclose(got[["magnitude", "sigma"]], expected[["magnitude", "sigma"]],
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", ["shape", "dtype", "missing"])
+def test_bad_request_is_http_400_saying_what_was_expected(tracking_uri, served, fault):
+    frame = frame_from_windows(_windows(1))
+    if fault == "shape":
+        frame, expected = frame.iloc[:100], "exactly 3001 rows per window"
+    elif fault == "dtype":
+        frame = frame.iloc[:5].astype({"Z": str})
+        frame["Z"], expected = "loud", "column Z to type 'float64'"
+    else:
+        frame, expected = frame.drop(columns="E"), "'E'"
+    status, answer = _post(served["url"], _split(frame))
+    assert status == 400, answer
+    assert expected in answer["message"], answer["message"][:2000]
+
+
+def test_registered_model_holds_no_pickle_and_its_example_is_a_valid_request(
+    tracking_uri, served, tmp_path
+):
+    folder = Path(mlflow.artifacts.download_artifacts(served["uri"], dst_path=str(tmp_path)))
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert {"MLmodel", "artifacts/model.safetensors", "artifacts/model_args.json"} <= files
+    assert not [f for f in files if f.endswith((".pkl", ".pt", ".pth", ".pickle"))]
+    example = json.loads((folder / "serving_input_example.json").read_text())
+    status, answer = _post(served["url"], example)
+    assert status == 200 and len(answer["predictions"]) == 1
+
+
+def test_mlflow_models_predict_on_csv_and_json(tracking_uri, registered, tmp_path):
+    x = _windows()
+    frame = frame_from_windows(x)
+    frame.to_csv(tmp_path / "windows.csv", index=False)
+    (tmp_path / "windows.json").write_text(json.dumps(_split(frame)))
+    expected = load_model(registered).predict_windows(x)
+    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri)
+    for kind in ("csv", "json"):
+        out = tmp_path / f"out-{kind}.json"
+        done = subprocess.run(
+            [MLFLOW, "models", "predict", "-m", registered, "-i", str(tmp_path / f"windows.{kind}"),
+             "-t", kind, "-o", str(out), "--env-manager", "local"],
+            env=env, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        got = pd.DataFrame(json.loads(out.read_text())["predictions"])
+        np.testing.assert_allclose(got["magnitude"], expected["magnitude"], rtol=1e-5, atol=1e-5)
+
+
+def test_phase_model_answers_picks_with_a_threshold_param(tracking_uri):
+    result = train(tiny_run_config("phasenet", epochs=1), TrackingOptions("serving"))
+    model = mlflow.pyfunc.load_model(result.model_uri)
+    assert "phase" in model.metadata.get_output_schema().input_names()
+    x = _windows(2)
+    got = model.predict(frame_from_windows(x), params={"threshold": 0.0})
+    expected = load_model(result.run_id).predict_windows(x, threshold=0.0)
+    assert list(got.columns) == ["window", "phase", "time_s", "probability"]
+    assert len(got) > 0 and set(got["phase"]) <= {"P", "S"}
+    pd.testing.assert_frame_equal(got, expected, atol=1e-5)
