@@ -91,6 +91,9 @@ def make_eval_command(task: str) -> click.Command:
     @add_options(reversed([*_source_options(), *_eval_options(), *extra, *check_options]))
     def command(**given: Any) -> None:
         from seismic_ml.evaluation.evaluate import evaluate
+        from seismic_ml.tracking.store import require_store
+
+        require_store()
 
         overrides = {k: given.pop(k) for k in check_names}
         result = evaluate(task, overrides=overrides, **given)
@@ -175,6 +178,9 @@ def predict(
 ) -> None:
     """Picks or per-station magnitudes from a logged model, for any obspy-readable FILE."""
     from seismic_ml.evaluation import predict as run
+    from seismic_ml.tracking.store import require_store
+
+    require_store()  # a read-only command never creates a store
 
     curves = bool(figure or out)
     prediction = run.predict(model_uri, files, picker_uri, p_times, threshold, curves)

@@ -24,6 +24,7 @@ from seismic_ml.config import RunConfig
 from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.serving.windows import DEFAULT_THRESHOLD, predict_windows
 from seismic_ml.tracking import artifacts, model_io
+from seismic_ml.tracking.store import CHOOSE_STORE
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/]+)|@(?P<alias>[^/]+))?$")
@@ -101,7 +102,9 @@ def resolve(ref: str) -> Source:
         return _registry_source(MlflowClient(), match, ref)
     except MlflowException as exc:
         where = mlflow.get_tracking_uri()
-        raise SeismicMLError(f"{ref} not found in {where}: {first_line(exc)}") from exc
+        raise SeismicMLError(
+            f"{ref} not found in {where} ({CHOOSE_STORE}): {first_line(exc)}"
+        ) from exc
 
 
 def resolve_pair(run_id: str | None, model_uri: str | None) -> tuple[Source, str]:

@@ -19,6 +19,7 @@ from seismic_ml.errors import SeismicMLError
 from seismic_ml.serving.signature import model_signature
 from seismic_ml.serving.windows import frame_from_windows
 from seismic_ml.tracking import artifacts
+from seismic_ml.tracking.store import CHOOSE_STORE
 
 MODEL_NAME = "model"
 MODEL_URI_TAG = "seismic_ml.model_uri"
@@ -94,7 +95,9 @@ def get_run(run_id: str) -> mlflow.entities.Run:
     try:
         return MlflowClient().get_run(run_id)
     except MlflowException as exc:
-        raise SeismicMLError(f"no MLflow run {run_id!r} in {mlflow.get_tracking_uri()}") from exc
+        raise SeismicMLError(
+            f"no MLflow run {run_id!r} in {mlflow.get_tracking_uri()} ({CHOOSE_STORE})"
+        ) from exc
 
 
 def download_artifact(run_id: str, path: str) -> Path:

@@ -64,6 +64,9 @@ def mark_training_experiment(experiment_id: str) -> None:
         client.set_experiment_tag(experiment_id, KIND_TAG, TRAINING_KIND)
 
 
+CHOOSE_STORE = "set MLFLOW_TRACKING_URI to search another store or server"
+
+
 def require_store() -> None:
     """Refuse a read-only command on a local database store that does not exist (MLflow would
     create an empty one and then report that nothing is found)."""

@@ -282,3 +282,24 @@ def test_read_only_commands_leave_the_run_as_it_was(
     assert after.data.params == before.data.params
     assert after.data.metrics == before.data.metrics
     assert steps(client, run_id, "lr") == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["predict", "--model-uri", "models:/seismic-amag@champion", "event.mseed"],
+        ["eval-mag", "--model-uri", "models:/seismic-amag@champion"],
+        ["plot-history", "--run-id", "0123456789abcdef"],
+    ],
+    ids=["predict", "eval-mag", "plot-history"],
+)
+def test_read_only_command_in_an_empty_folder_creates_no_store(
+    tmp_path: Path, args: list[str]
+) -> None:
+    env = {k: v for k, v in env_for("").items() if not k.startswith("MLFLOW_")}
+    proc = start_cli(args, env, cwd=tmp_path)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 1, output
+    assert output.strip().splitlines()[-1].startswith("Error: no tracking store here"), output
+    assert "MLFLOW_TRACKING_URI" in output
+    assert list(tmp_path.iterdir()) == []  # no mlflow.db, no mlruns
