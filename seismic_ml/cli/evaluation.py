@@ -162,7 +162,9 @@ eval_mag = make_eval_command("magnitude")
 )
 @click.option("--out", type=click.Path(path_type=Path), help="output file (default: stdout)")
 @click.option(
+    "--plot",
     "--figure",
+    "figure",
     type=click.Path(path_type=Path),
     help="PNG of traces, probabilities and picks (phase models; default: beside --out)",
 )

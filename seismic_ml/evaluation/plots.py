@@ -128,6 +128,14 @@ def plot_examples(examples: Sequence[ExampleWindow], sampling_rate: float, path:
     return _save(fig, path)
 
 
+def _legend_both(ax: plt.Axes, twin: plt.Axes) -> None:
+    """One legend for a trace axis and its twin (duplicate labels shown once)."""
+    handles, labels = ax.get_legend_handles_labels()
+    more = twin.get_legend_handles_labels()
+    unique = dict(zip([*labels, *more[1]], [*handles, *more[0]]))
+    ax.legend(unique.values(), unique.keys(), loc="upper right", fontsize=7)
+
+
 def plot_stream_picks(
     stream: obspy.Stream, annotations: obspy.Stream, picks: pd.DataFrame, path: Path
 ) -> Path:
@@ -139,7 +147,7 @@ def plot_stream_picks(
         traces = stream.select(network=net, station=sta, location=loc)
         z = (traces.select(component="Z") or traces)[0]
         t0 = z.stats.starttime
-        ax.plot(z.times(), z.data / (np.abs(z.data).max() or 1.0), color="k", lw=0.5)
+        ax.plot(z.times(), z.data / (np.abs(z.data).max() or 1.0), color="k", lw=0.5, label=z.id)
         twin = ax.twinx()
         for tr in annotations.select(network=net, station=sta, location=loc):
             phase = tr.stats.channel.split("_")[-1]
@@ -148,14 +156,16 @@ def plot_stream_picks(
                     tr.times() + (tr.stats.starttime - t0),
                     tr.data,
                     color=PHASE_COLORS[phase],
-                    label=phase,
+                    label=f"{phase} probability",
                 )
         for _, pick in picks[picks["station"].str.startswith(station)].iterrows():
             ax.axvline(
                 pd.Timestamp(pick["time"]).timestamp() - t0.timestamp,
                 color=PHASE_COLORS.get(pick["phase"], "k"),
                 ls="--",
+                label=f"{pick['phase']} pick",
             )
         twin.set(ylim=(0, 1.05), ylabel="probability")
+        _legend_both(ax, twin)
         ax.set(title=station, xlabel=f"seconds after {t0}", yticks=[])
     return _save(fig, path)

@@ -77,15 +77,33 @@ def predict(
 ) -> Prediction:
     """Picks (phase model; curves: also its probability traces) or magnitudes per station."""
     stream = read_waveforms(paths)
-    model = load_model(model_uri).module
-    if is_phase_model(model):
+    trained = load_model(model_uri)
+    missing = missing_components(stream, f"{trained.model_type} reads Z, N and E")
+    if is_phase_model(trained.module):
         if picker_uri or p_times:
             raise SeismicMLError("--picker-uri and --p-time apply to magnitude models only")
-        return predict_picks(model, stream, threshold, curves)
-    onsets, notes = p_onsets(stream, picker_uri, p_times, threshold)
-    prediction = predict_magnitudes(model, stream, onsets)
-    prediction.notes[:0] = notes
+        prediction = predict_picks(trained.module, stream, threshold, curves)
+    else:
+        onsets, notes = p_onsets(stream, picker_uri, p_times, threshold)
+        prediction = predict_magnitudes(trained.module, stream, onsets)
+        prediction.notes[:0] = notes
+    prediction.notes[:0] = missing
     return prediction
+
+
+def missing_components(stream: obspy.Stream, needs: str) -> list[str]:
+    """A warning per station that lacks a Z, N or E component (1/2 count as N/E)."""
+    found: dict[str, set[str]] = {}
+    for tr in stream:
+        station = ".".join(tr.id.split(".")[:3])
+        component = COMPONENTS.get(tr.stats.channel[-1:].upper())
+        found.setdefault(station, set()).update({component} - {None})
+    return [
+        f"warning: {station} has no {', '.join(c for c in 'ZNE' if c not in have)} component "
+        f"({needs}; the missing ones are zeros, so its results are less reliable)"
+        for station, have in sorted(found.items())
+        if set("ZNE") - have
+    ]
 
 
 # ---------------------------------------------------------------- phase picks

@@ -176,3 +176,20 @@ def test_missing_file_is_named(models, tmp_path: Path):
     result = _invoke("--model-uri", models["uris"]["phase"], missing)
     assert result.exit_code == 1
     assert f"cannot read {missing}: no such file" in result.output
+
+
+def test_a_missing_component_is_a_warning_and_plot_names_the_figure(models, event, tmp_path):
+    one_component = tmp_path / "z_only.mseed"
+    event["stream"].select(component="Z").write(str(one_component), format="MSEED")
+    figure = tmp_path / "figures" / "my_picks.png"
+    figure.parent.mkdir()
+    result = _invoke(
+        "--model-uri", models["uris"]["phase"], one_component, "--threshold", 0.05,
+        "--plot", figure,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    warnings = [x for x in result.output.splitlines() if "has no N, E component" in x]
+    assert len(warnings) == 2 and all("phasenet reads Z, N and E" in w for w in warnings)
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    complete = _invoke("--model-uri", models["uris"]["phase"], event["path"])
+    assert "component" not in complete.output  # Z12 and ZNE stations are complete
