@@ -89,3 +89,20 @@ def test_python_dash_m_is_the_same_cli() -> None:
     out = subprocess.run([sys.executable, "-m", "seismic_ml", "--help"], capture_output=True,
                          text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0 and "train-mag" in out.stdout and "data" in out.stdout
+
+
+def test_every_readme_mlflow_run_example_runs_here_as_written() -> None:
+    """No conda here: each example says --env-manager local, names the experiment and an
+    entry point the MLproject has."""
+    entry_points = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]
+    lines = [
+        line.split("#")[0].strip()
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("mlflow run .")
+    ]
+    assert len(lines) >= 6
+    for line in lines:
+        words = line.split()
+        assert "--env-manager" in words and words[words.index("--env-manager") + 1] == "local"
+        assert "--experiment-name" in words, line
+        assert words[words.index("-e") + 1] in entry_points, line
