@@ -50,6 +50,8 @@ def test_train_mag_entry_point_reuses_the_run_and_accepts_undeclared_params(
     assert params["model.type"] == "amag_v2" and params["train.batch_size"] == "8"
     assert run.data.tags["seismic_ml.model_uri"].startswith("models:/")
     assert len(client.get_metric_history(run.info.run_id, "lr")) == 2
+    assert run.info.run_name.startswith("amag_v2-synthetic200-")  # renamed, not MLflow's random
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
     evaluated = mlflow_run(tracking_uri, "eval_mag", "it-project",
                            f"run_id={run.info.run_id}", "max_traces=20")  # fmt: skip
