@@ -45,12 +45,7 @@ def use_experiment(name: str | None) -> None:
             name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
         )
     mlflow.set_experiment(experiment_id=chosen)
-    # set_experiment also exports MLFLOW_EXPERIMENT_ID, which every later subprocess (aimed
-    # perhaps at another store) would inherit: keep the user's environment as it was.
-    if _USER_EXPERIMENT_ID is None:
-        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
-    else:
-        os.environ["MLFLOW_EXPERIMENT_ID"] = _USER_EXPERIMENT_ID
+    _restore_experiment_env()
 
 
 @contextmanager
@@ -69,7 +64,9 @@ def tracked_run(
     A run whose end cannot be recorded (the server is down) stays RUNNING until `runs gc`.
     """
     ensure_store()
-    if run_id is None and not nested:
+    if run_id is not None:
+        _use_experiment_of(run_id)
+    elif not nested:
         use_experiment(experiment)
     with interrupts.signals_raise():
         run = mlflow.start_run(
@@ -91,6 +88,24 @@ def tracked_run(
             _end_quietly("KILLED" if stopped else "FAILED", exc)
             raise
         mlflow.end_run("FINISHED")
+
+
+def _use_experiment_of(run_id: str) -> None:
+    """Make the resumed run's experiment the active one: MLflow refuses to reopen a run of
+    another experiment than the one this process last selected."""
+    if under_mlflow_project():
+        return
+    mlflow.set_experiment(experiment_id=mlflow.get_run(run_id).info.experiment_id)
+    _restore_experiment_env()
+
+
+def _restore_experiment_env() -> None:
+    """set_experiment exports MLFLOW_EXPERIMENT_ID, which every later subprocess (aimed perhaps
+    at another store) would inherit: keep the user's environment as it was."""
+    if _USER_EXPERIMENT_ID is None:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = _USER_EXPERIMENT_ID
 
 
 def _end_quietly(status: str, error: BaseException) -> None:

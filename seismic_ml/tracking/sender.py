@@ -30,6 +30,7 @@ HEARTBEAT_TAG = "seismic_ml.heartbeat"
 SEND_INTERVAL_S = 30.0
 MAX_BATCH = 1000
 SPOOL_NAME = "spool.jsonl"
+REPLAY_ATTEMPTS = 4
 # What a failed send looks like: the server unreachable, or answering with an error.
 SEND_ERRORS = (MlflowException, RequestException, OSError)
 
@@ -188,9 +189,22 @@ def replay_spool(run_id: str, local_dir: Path) -> int:
     metrics = [Metric(k, v, t, s) for k, v, t, s in map(json.loads, _lines(spool))]
     client = MlflowClient()
     for start in range(0, len(metrics), MAX_BATCH):
-        client.log_batch(run_id, metrics=metrics[start : start + MAX_BATCH])
+        _send_with_retries(client, run_id, metrics[start : start + MAX_BATCH])
     spool.unlink()
     return len(metrics)
+
+
+def _send_with_retries(client: MlflowClient, run_id: str, batch: list[Metric]) -> None:
+    """log_batch, tried again after a refusal: a server that just came back may still be
+    storing the same metrics from the dead process's last request (a transient conflict)."""
+    for attempt in range(REPLAY_ATTEMPTS):
+        try:
+            client.log_batch(run_id, metrics=batch)
+            return
+        except SEND_ERRORS:
+            if attempt == REPLAY_ATTEMPTS - 1:
+                raise
+            time.sleep(1.0 + attempt)
 
 
 def _lines(path: Path) -> list[str]:

@@ -222,6 +222,7 @@ def test_outage_past_the_limit_stops_in_one_line_and_resumes(
     refused = invoke("train-mag", "--resume", run.info.run_id, "--epochs", "1")
     assert refused.exit_code == 2, refused.output  # it says how many epochs the run holds
     done = int(refused.output.split("already has ")[1].split()[0])
+    mlflow.set_experiment("elsewhere")  # this process last used another experiment
     resumed = invoke("train-mag", "--resume", run.info.run_id, "--epochs", str(done + 2))
     assert resumed.exit_code == 0, resumed.output
     assert client.get_run(run.info.run_id).info.status == "FINISHED"

@@ -145,7 +145,7 @@ def test_postgres_server_takes_a_run_and_serves_its_registered_model(
         assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri
         # the artifacts sit in the server's folder: the client wrote none of them itself
         stored = {p.name for p in server.artifacts.rglob("*") if p.is_file()}
-        assert {"best.pt", "model_args.json", "history.json"} <= stored
+        assert {"model.safetensors", "model_args.json", "history.json"} <= stored
         version = MlflowClient().get_model_version_by_alias("team-amag", "champion")
         assert version.run_id == result.run_id
         # the run is in PostgreSQL, not in a SQLite file beside the server
