@@ -102,6 +102,11 @@ def test_apply_params_puts_values_in_their_sections() -> None:
     assert cfg.data.label_sigma == 20
 
 
+def test_a_trial_warmup_fits_its_epochs() -> None:
+    cfg = with_model_defaults(apply_params(base("amag_v2"), {"learning_rate": 5e-3}, epochs=2))
+    assert (cfg.train.epochs, cfg.train.warmup_epochs) == (2, 0.5)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
