@@ -14,7 +14,7 @@ PORT ?= 5000
 WORKERS ?= 2
 AUTH ?=
 
-.PHONY: install demo test lint clean server
+.PHONY: install demo test ui-check lint clean server
 
 $(BIN)/seismic-ml: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q -ra
+
+# `mlflow ui` over two fresh training runs, checked in headless Chromium (apt-get install chromium)
+ui-check: install
+	$(BIN)/python -m pytest -q -ra tests/integration/test_ui.py
 
 # DB_URL empty: a local SQLite file (mlflow-server.db); AUTH=basic-auth needs
 # MLFLOW_AUTH_ADMIN_PASSWORD in the environment on the first start

@@ -11,6 +11,8 @@ from seismic_ml.models.registry import get_spec
 from seismic_ml.options import ConfigBase, option, section_from_params
 
 TASKS = ("phase", "magnitude")
+# An unset --warmup-epochs is the model's default, but at most this fraction of the run.
+WARMUP_RUN_FRACTION = 0.25
 
 
 @dataclass
@@ -30,7 +32,9 @@ class TrainConfig(ConfigBase):
     epochs: int = option(20, "number of epochs", positive=True)
     learning_rate: float | None = option(None, "peak learning rate (default: per model)")
     batch_size: int | None = option(None, "windows per batch (default: per model)")
-    warmup_epochs: float | None = option(None, "linear warmup from 10% of the learning rate")
+    warmup_epochs: float | None = option(
+        None, "linear warmup from 10% of the learning rate (default: per model, at most epochs/4)"
+    )
     optimizer: str = option("Adam", "optimizer", choices=("Adam", "AdamW", "SGD"))
     weight_decay: float = option(0.0, "weight decay")
     scheduler_patience: int = option(5, "epochs without improvement before the lr is reduced")
@@ -101,9 +105,15 @@ class RunConfig:
         )
 
 
+def default_warmup(model_default: float, epochs: int) -> float:
+    """The warmup of a run that sets none: the model's, shortened to a quarter of a short run."""
+    return min(model_default, epochs * WARMUP_RUN_FRACTION)
+
+
 def with_model_defaults(cfg: RunConfig) -> RunConfig:
-    """Fill training options left at None with the model type's own defaults."""
-    defaults = get_spec(cfg.model_type).train_defaults
+    """Fill unset training options with the model's defaults; the warmup fits cfg's epochs."""
+    defaults = dict(get_spec(cfg.model_type).train_defaults)
+    defaults["warmup_epochs"] = default_warmup(defaults["warmup_epochs"], cfg.train.epochs)
     unset = {k: v for k, v in defaults.items() if getattr(cfg.train, k) is None}
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **unset))
 

@@ -1,9 +1,10 @@
 """MagnitudeNet (amag_v2): CNN encoder, BiLSTM, self-attention, attention pooling, regression.
 
-Six stride-2 convolution stages shrink a 3001-sample trace to 47 steps of 128 channels; a
-BiLSTM reads them in both directions, multi-head self-attention (residual + LayerNorm)
-relates distant parts (P and S, coda), and attention + max pooling over time feeds
-MagnitudeHead together with log10 of the removed amplitude scale.
+Six stride-2 convolution stages shrink a 3001-sample trace to 47 steps of 128 channels
+(times `filter_factor`, which multiplies every stage's width); a BiLSTM reads them in both
+directions, multi-head self-attention (residual + LayerNorm) relates distant parts (P and S,
+coda), and attention + max pooling over time feeds MagnitudeHead together with log10 of the
+removed amplitude scale.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from seismic_ml.models.magnitude import (
     TimePooling,
     check_dropout,
 )
+from seismic_ml.models.phasenet import filter_factor_option
 from seismic_ml.options import option
 
 IN_SAMPLES = 3001
@@ -34,6 +36,7 @@ CNN_KERNEL = 7
 class Config(MagnitudeConfig):
     """Hyperparameters of MagnitudeNet."""
 
+    filter_factor: int = filter_factor_option("every convolution stage")
     lstm_hidden: int = option(128, "BiLSTM hidden units per direction", positive=True)
     lstm_layers: int = option(2, "stacked BiLSTM layers", positive=True)
     attention_heads: int = option(4, "self-attention heads", positive=True)
@@ -50,11 +53,11 @@ class Config(MagnitudeConfig):
             )
 
 
-def conv_encoder(dropout: float) -> nn.Sequential:
+def conv_encoder(dropout: float, filter_factor: int = 1) -> nn.Sequential:
     """Stride-2 conv + BatchNorm + GELU stages, each halving the time axis."""
     layers: list[nn.Module] = []
     in_channels = 3
-    for channels in CNN_CHANNELS:
+    for channels in (c * filter_factor for c in CNN_CHANNELS):
         layers += [
             nn.Conv1d(in_channels, channels, CNN_KERNEL, stride=2, padding=CNN_KERNEL // 2),
             nn.BatchNorm1d(channels),
@@ -76,9 +79,9 @@ class MagnitudeNet(nn.Module):
         super().__init__()
         self.predicts_uncertainty = config.predicts_uncertainty
         self.normalizer = AmplitudeNormalizer(config.norm)
-        self.encoder = conv_encoder(config.dropout)
+        self.encoder = conv_encoder(config.dropout, config.filter_factor)
         self.lstm = nn.LSTM(
-            CNN_CHANNELS[-1],
+            CNN_CHANNELS[-1] * config.filter_factor,
             config.lstm_hidden,
             num_layers=config.lstm_layers,
             batch_first=True,
@@ -109,5 +112,5 @@ SEARCH_SPACE: dict[str, dict] = {
 
 
 def build(config: Config) -> nn.Module:
-    """MagnitudeNet for the configured LSTM, attention, norm and loss."""
+    """MagnitudeNet for the configured width, LSTM, attention, norm and loss."""
     return MagnitudeNet(config)

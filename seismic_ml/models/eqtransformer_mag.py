@@ -3,11 +3,11 @@
 The encoder reuses seisbench's EQTransformer building blocks (Mousavi et al. 2020, Nat.
 Commun. 11, 3952; seisbench.models.eqtransformer): `Encoder` (7 conv + max-pool stages,
 3000 -> 24 samples), `ResCNNStack` (residual CNN blocks) and `BiLSTMStack` (BiLSTM blocks,
-16 channels out). In place of EQTransformer's small additive-attention blocks, the BiLSTM
-sequence is projected to `transformer_d_model` and passed through a torch
-TransformerEncoder (the BiLSTM already encodes position, so no positional encoding is
-added); attention and max pooling over time then feed MagnitudeHead with log10 of the
-removed amplitude scale.
+16 channels out); `filter_factor` multiplies the widths of the convolutions. In place of
+EQTransformer's small additive-attention blocks, the BiLSTM sequence is projected to
+`transformer_d_model` and passed through a torch TransformerEncoder (the BiLSTM already
+encodes position, so no positional encoding is added); attention and max pooling over time
+then feed MagnitudeHead with log10 of the removed amplitude scale.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from seismic_ml.models.magnitude import (
     TimePooling,
     check_dropout,
 )
+from seismic_ml.models.phasenet import filter_factor_option
 from seismic_ml.options import option
 
 IN_SAMPLES = 3000
@@ -42,6 +43,7 @@ LSTM_CHANNELS = 16
 class Config(MagnitudeConfig):
     """Hyperparameters of the EQTransformer-style magnitude regressor."""
 
+    filter_factor: int = filter_factor_option("every convolution of the encoder and CNN blocks")
     cnn_blocks: int = option(5, "residual CNN blocks after the conv+pool encoder", positive=True)
     lstm_blocks: int = option(2, "BiLSTM blocks", positive=True)
     transformer_d_model: int = option(128, "transformer model width", positive=True)
@@ -74,11 +76,12 @@ class EQTransformerMag(nn.Module):
         super().__init__()
         self.predicts_uncertainty = config.predicts_uncertainty
         self.normalizer = AmplitudeNormalizer(config.norm)
-        self.encoder = Encoder(3, FILTERS, KERNEL_SIZES, IN_SAMPLES)
+        filters = [f * config.filter_factor for f in FILTERS]
+        self.encoder = Encoder(3, filters, KERNEL_SIZES, IN_SAMPLES)
         kernels = [RES_CNN_KERNELS[i % len(RES_CNN_KERNELS)] for i in range(config.cnn_blocks)]
-        self.res_cnn_stack = ResCNNStack(kernels, FILTERS[-1], config.dropout)
+        self.res_cnn_stack = ResCNNStack(kernels, filters[-1], config.dropout)
         self.bi_lstm_stack = BiLSTMStack(
-            config.lstm_blocks, FILTERS[-1], config.dropout, hidden_size=LSTM_CHANNELS
+            config.lstm_blocks, filters[-1], config.dropout, hidden_size=LSTM_CHANNELS
         )
         d_model = config.transformer_d_model
         self.to_d_model = nn.Linear(LSTM_CHANNELS, d_model)

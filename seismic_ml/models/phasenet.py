@@ -26,9 +26,9 @@ BOTTLENECK_SAMPLES = 12
 _DOWN_PADDING = {1: (2, 3), 2: (1, 3), 3: (2, 3)}
 
 
-def filter_factor_option() -> Any:
-    """The filter_factor field shared by every PhaseNet-based config."""
-    return option(1, "multiply the filters of every U-Net layer (PhaseNetWC)", positive=True)
+def filter_factor_option(layers: str = "every U-Net layer (PhaseNetWC)") -> Any:
+    """The filter_factor field every model has: an integer multiplier of its conv widths."""
+    return option(1, f"multiply the filters of {layers}", positive=True)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ from seismic_ml.config import TrainConfig
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.training.schedule import WarmupPlateauSchedule
 from seismic_ml.training.tasks import Task
+
+log = logging.getLogger(__name__)
 
 OPTIMIZERS = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW, "SGD": torch.optim.SGD}
 
@@ -71,7 +74,7 @@ class Trainer:
         self.schedule = WarmupPlateauSchedule(
             self.optimizer,
             peak_lr=cfg.learning_rate,
-            warmup_steps=round(cfg.warmup_epochs * self.steps_per_epoch),
+            warmup_steps=warmup_steps(cfg, self.steps_per_epoch),
             patience=cfg.scheduler_patience,
             factor=cfg.scheduler_factor,
             threshold=cfg.scheduler_threshold,
@@ -217,6 +220,21 @@ def steps_per_epoch(n_batches: int, cap: int) -> int:
     if n_batches == 0:
         raise SeismicMLError("the training split is empty: no batches to train on")
     return min(n_batches, cap) if cap > 0 else n_batches
+
+
+def warmup_steps(cfg: TrainConfig, per_epoch: int) -> int:
+    """Warmup in optimizer steps: at least one unless warmup_epochs is 0; warns past the run."""
+    if cfg.warmup_epochs > cfg.epochs:
+        log.warning(
+            "warmup_epochs %g is longer than the run (%d epochs): the learning rate never "
+            "reaches its peak %g",
+            cfg.warmup_epochs,
+            cfg.epochs,
+            cfg.learning_rate,
+        )
+    if cfg.warmup_epochs <= 0:
+        return 0
+    return max(1, round(cfg.warmup_epochs * per_epoch))
 
 
 def resolve_device(name: str) -> torch.device:

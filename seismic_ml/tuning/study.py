@@ -99,7 +99,8 @@ def _prepare(options: TuneOptions) -> tuple[SearchSpace, RunConfig]:
     space = build_search_space(
         options.base.model_type, options.search_space_file, options.fixed_params
     )
-    return space, checked(options.base)
+    checked(options.base)  # a bad value fails here; defaults are filled per trial (its epochs)
+    return space, options.base
 
 
 def make_storage(url: str) -> optuna.storages.RDBStorage:

@@ -126,6 +126,27 @@ def test_trials_nest_prune_resume_and_retrain(
     assert resumed.data.tags["best.retrained_run_id"] == retrained_id
 
 
+def test_a_two_epoch_trial_reaches_its_sampled_learning_rate(
+    tracking_uri: str, tiny_dataset: str, tmp_path: Path
+) -> None:
+    experiment, study = f"tune-{uuid.uuid4().hex[:8]}", "warmup"
+    no_warmup_given = [a for a in TINY if a not in ("--warmup-epochs", "0")]
+    space = space_file(tmp_path, "s.json", (5e-3, 1e-2))
+    run_tune(
+        *no_warmup_given, "--dataset", tiny_dataset, "--study-name", study, "--n-trials", "1",
+        "--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--experiment", experiment,
+        "--max-epochs-per-trial", "2", "--search-space", space,
+    )  # fmt: skip
+    _, (child,) = study_runs(experiment, study)
+    assert child.data.params["train.epochs"] == "2"
+    assert child.data.params["train.warmup_epochs"] == "0.5"  # a quarter of the trial
+    sampled = float(child.data.params["train.learning_rate"])
+    history = MlflowClient().get_metric_history(child.info.run_id, "lr")
+    lrs = [m.value for m in sorted(history, key=lambda m: m.step)]
+    assert len(lrs) == 4 and lrs[0] == pytest.approx(0.1 * sampled)
+    assert lrs[1:] == pytest.approx([sampled] * 3)
+
+
 @pytest.mark.postgres
 def test_two_workers_share_one_study_and_parent_on_postgres(
     tracking_uri: str, postgres_url: str, tiny_dataset: str, tmp_path: Path

@@ -49,6 +49,18 @@ def test_per_model_training_defaults() -> None:
         assert cfg.train.warmup_epochs == 5
 
 
+@pytest.mark.parametrize(
+    ("epochs", "given", "used"),
+    [(20, None, 5.0), (40, None, 5.0), (8, None, 2.0), (2, None, 0.5), (1, None, 0.25),
+     (2, 7.0, 7.0), (2, 0.0, 0.0)],
+)  # fmt: skip
+def test_warmup_default_fits_a_short_run(epochs: int, given: float | None, used: float) -> None:
+    train = TrainConfig(epochs=epochs, warmup_epochs=given)
+    cfg = with_model_defaults(RunConfig("amag_v2", get_spec("amag_v2").config_cls(), train=train))
+    assert cfg.train.warmup_epochs == used
+    assert cfg.to_params()["train.warmup_epochs"] == str(used)
+
+
 def test_explicit_training_values_win_over_model_defaults() -> None:
     cfg = RunConfig("amag_v2", get_spec("amag_v2").config_cls(), train=TrainConfig(batch_size=7))
     assert with_model_defaults(cfg).train.batch_size == 7

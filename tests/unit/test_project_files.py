@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 
 import click
 import pytest
 import yaml
 from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
 
 from seismic_ml.cli import cli
-from seismic_ml.config import TrainConfig
+from seismic_ml.config import RunConfig, TrainConfig
+from seismic_ml.models.registry import build_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,6 +72,32 @@ def test_option_of_another_model_is_a_clear_error() -> None:
     assert result.exit_code == 2
     assert "--lstm-hidden do(es) not apply to phasenet_mag" in result.output
     assert "--filter-factor" in result.output
+
+
+HIGH_CAPACITY = [
+    line.strip().split()
+    for line in (ROOT / "README.md").read_text().splitlines()
+    if line.strip().startswith("seismic-ml train-mag") and "filter" in line
+]
+TINY_RUN = ["--epochs", "1", "--max-steps-per-epoch", "1", "--batch-size", "8", "--max-traces", "8"]
+
+
+@pytest.mark.parametrize("command", HIGH_CAPACITY, ids=lambda c: c[3])
+def test_documented_high_capacity_commands_run_as_written(
+    command: list[str], tiny_dataset: str
+) -> None:
+    args = [*command[1:], *TINY_RUN, "--dataset", tiny_dataset, "--experiment", "high-capacity"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    params = MlflowClient().get_run(re.search(r"run id: (\w+)", result.output)[1]).data.params
+    given = dict(zip(command[2::2], command[3::2]))
+    for flag, value in given.items():
+        name = flag[2:].replace("-", "_")
+        key = "model.type" if name == "model_type" else f"model.{name}"
+        assert params[key] == value, shlex.join(command)
+    cfg = RunConfig.from_params(params)
+    narrow = build_model(cfg.model_type, type(cfg.model)(**{**vars(cfg.model), "filter_factor": 1}))
+    assert int(params["model.n_parameters"]) > sum(p.numel() for p in narrow.parameters())
 
 
 def test_unknown_model_type_lists_choices() -> None:

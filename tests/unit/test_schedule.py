@@ -1,8 +1,12 @@
 """Warmup per optimizer step composed with ReduceLROnPlateau."""
 
+import logging
+
 import pytest
 import torch
 
+from seismic_ml.config import TrainConfig
+from seismic_ml.training.loop import warmup_steps
 from seismic_ml.training.schedule import WarmupPlateauSchedule
 
 
@@ -59,3 +63,30 @@ def test_state_dict_round_trip_continues_the_schedule() -> None:
     other = make(warmup_steps=10, patience=0)
     other.load_state_dict(schedule.state_dict())
     assert run_steps(other, 8) == pytest.approx(run_steps(schedule, 8))
+
+
+@pytest.mark.parametrize(
+    ("warmup_epochs", "per_epoch", "steps"),
+    [(0.0, 10, 0), (0.5, 10, 5), (0.25, 1, 1), (0.01, 3, 1), (2.0, 3, 6)],
+)
+def test_warmup_epochs_become_at_least_one_step(
+    warmup_epochs: float, per_epoch: int, steps: int
+) -> None:
+    cfg = TrainConfig(epochs=2, learning_rate=1e-3, warmup_epochs=warmup_epochs)
+    assert warmup_steps(cfg, per_epoch) == steps
+
+
+def test_a_warmup_longer_than_the_run_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        warmup_steps(TrainConfig(epochs=2, learning_rate=1e-3, warmup_epochs=2.0), 4)
+        assert not caplog.records
+        warmup_steps(TrainConfig(epochs=2, learning_rate=1e-3, warmup_epochs=5.0), 4)
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "warmup_epochs 5 is longer than the run (2 epochs)" in caplog.text
+
+
+def test_a_two_epoch_run_reaches_its_peak_after_a_quarter_warmup() -> None:
+    cfg = TrainConfig(epochs=2, learning_rate=1e-3, warmup_epochs=0.5)
+    lrs = run_steps(make(warmup_steps=warmup_steps(cfg, 3)), 2 * 3)
+    assert lrs[0] == pytest.approx(1e-4)
+    assert max(lrs) == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-3)

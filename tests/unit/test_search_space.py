@@ -46,7 +46,9 @@ def test_default_entries_follow_the_model_fields() -> None:
         "scheduler_patience",
     }  # fmt: skip
     amag = build_search_space("amag_v2").params
-    assert "dropout" in amag and "filter_factor" not in amag
+    assert "dropout" in amag and amag["filter_factor"].choices == (1, 2, 4)
+    for model_type in MODELS:  # every model scales its convolutions by filter_factor
+        assert default_space(model_type)["filter_factor"]["choices"] == [1, 2, 4]
     assert amag["lstm_hidden"].choices == (64, 128, 256)
     assert amag["learning_rate"].to_dict() == {
         "type": "float", "low": 1e-5, "high": 1e-2, "log": True,
@@ -102,11 +104,16 @@ def test_apply_params_puts_values_in_their_sections() -> None:
     assert cfg.data.label_sigma == 20
 
 
+def test_a_trial_warmup_fits_its_epochs() -> None:
+    cfg = with_model_defaults(apply_params(base("amag_v2"), {"learning_rate": 5e-3}, epochs=2))
+    assert (cfg.train.epochs, cfg.train.warmup_epochs) == (2, 0.5)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         ({"lstm_hiden": {"type": "int", "low": 8, "high": 64}}, "unknown parameter 'lstm_hiden'"),
-        ({"filter_factor": {"type": "int", "low": 1, "high": 4}}, "valid: attention_heads"),
+        ({"convlstm_hidden": {"type": "int", "low": 1, "high": 4}}, "valid: attention_heads"),
         ({"dropuot": None}, "unknown parameter 'dropuot'"),
         ({"epochs": {"type": "int", "low": 1, "high": 4}}, "set by --max-epochs-per-trial"),
         ({"learning_rate": {"type": "float", "low": 1e-2, "high": 1e-4}}, "must be below high"),
