@@ -36,7 +36,8 @@ demo: install
 	$(BIN)/seismic-ml eval-mag --run-id $$run_id --plot; \
 	echo; echo "demo run id: $$run_id"; \
 	echo "Runs are in MLflow's default local store (sqlite:///mlflow.db). Open the UI with:"; \
-	echo "  $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db   # then http://127.0.0.1:5000"
+	echo "  $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db   # then http://127.0.0.1:5000"; \
+	echo "  (choose 'Model training' in the UI's header to see the runs)"
 
 test: install
 	$(BIN)/python -m pytest -q -ra

@@ -126,9 +126,10 @@ def _pop_active_run() -> None:
 
 
 def run_name(*parts: str) -> str:
-    """A readable, unique run name: the parts (model type, dataset ...) and the time."""
+    """A readable, unique run name: the parts (model type, dataset ...), the time and four hex
+    digits from the OS (not `random`, which training seeds: seeded names repeat)."""
     words = [re.sub(r"[^A-Za-z0-9_.]+", "", Path(p).name or p) for p in parts if p]
-    return "-".join([*words, time.strftime("%Y%m%d-%H%M%S")])
+    return "-".join([*words, time.strftime("%Y%m%d-%H%M%S"), os.urandom(2).hex()])
 
 
 def standard_tags(task: str, model_type: str, dataset: str) -> dict[str, str]:
