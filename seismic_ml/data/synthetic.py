@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from seismic_ml import progress
 from seismic_ml.errors import SeismicMLError
 
 SAMPLING_RATE = 100.0
@@ -113,9 +114,11 @@ def ensure_synthetic(n_traces: int = 2000, seed: int = 0) -> Path:
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    progress.note(f"building the synthetic set ({n_traces} traces, seed {seed}) into {target}")
     try:
         write_synthetic(tmp, n_traces, seed)
         os.replace(tmp, target)
+        progress.note(f"built {target}")
     except OSError:
         if not _is_complete(target):  # else another process finished the same build first
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pandas as pd
 import seisbench.data as sbd
 from mlflow.tracking import MlflowClient
 
+from seismic_ml import progress
 from seismic_ml.config import RunConfig
 from seismic_ml.data.quality import screen
 from seismic_ml.data.registry import get_split, load_dataset
@@ -111,6 +113,11 @@ def _score_and_log(
     trained: TrainedModel, settings: EvalSettings, data: sbd.WaveformDataset
 ) -> tuple[Scored, list[str]]:
     """Score on the split and log metrics, tables and figures into the active run."""
+    progress.note(
+        f"evaluating {trained.model_type} (run {trained.run_id}) on {len(data)} traces of "
+        f"{settings.dataset} [{settings.split}]"
+    )
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         plot_dir = Path(tmp) / "plots" if settings.plot else None
         model, cfg, size = trained.module, trained.config, settings.batch_size
@@ -118,6 +125,9 @@ def _score_and_log(
             scored = score_phase(model, data, cfg, size, settings.threshold, plot_dir)
         else:
             scored = score_magnitude(model, data, cfg, size, plot_dir)
+        progress.note(
+            f"scored {len(scored.predictions)} windows in {time.perf_counter() - started:.1f} s"
+        )
         mlflow.log_metrics(scored.metrics)
         return scored, _log_outputs(scored, Path(tmp))
 
