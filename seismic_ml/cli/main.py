@@ -38,6 +38,8 @@ def cli(quiet: bool) -> None:
     """Seismic phase picking and magnitude estimation, tracked in MLflow."""
     progress.set_quiet(quiet)
     logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, format="%(message)s")
+    # MLflow's INFO lines (table creation, system-metrics start and stop) are not for users
+    logging.getLogger("mlflow").setLevel(logging.ERROR if quiet else logging.WARNING)
 
 
 def _section_options(cls: type) -> list[click.Option]:

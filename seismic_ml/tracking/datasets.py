@@ -16,4 +16,4 @@ def log_split(metadata: pd.DataFrame, name: str, source: str, split: str, contex
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MLflow warns about int columns that may hold NaN
         dataset = mlflow.data.from_pandas(metadata, source=source, name=f"{name}:{split}")
-    mlflow.log_input(dataset, context=context, tags={"split": split})
+        mlflow.log_input(dataset, context=context, tags={"split": split})
