@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,13 +66,15 @@ def tiny_run_config(model_type: str = "amag_v2", dataset: str = TINY_DATASET, **
     return RunConfig(model_type, model, DataConfig(dataset=dataset), TrainConfig(**settings))
 
 
+_SESSION_EXPERIMENT_ID = os.environ.get("MLFLOW_EXPERIMENT_ID")
+
+
 @pytest.fixture(autouse=True)
-def _no_leaked_experiment_id() -> None:
-    """mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID; a test calling it must not send
-    later tests' subprocesses to that experiment (of maybe another store)."""
-    before = os.environ.get("MLFLOW_EXPERIMENT_ID")
+def _no_leaked_experiment_id() -> Iterator[None]:
+    """mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID; a test (or a module fixture) calling
+    it must not send later tests' subprocesses to that experiment (of maybe another store)."""
     yield
-    if before is None:
+    if _SESSION_EXPERIMENT_ID is None:
         os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
     else:
-        os.environ["MLFLOW_EXPERIMENT_ID"] = before
+        os.environ["MLFLOW_EXPERIMENT_ID"] = _SESSION_EXPERIMENT_ID

@@ -40,6 +40,7 @@ def env_for(url: str, **extra: str) -> dict[str, str]:
     """The environment of a CLI subprocess against a tracking store (test caches kept)."""
     env = dict(os.environ, MLFLOW_TRACKING_URI=url, **extra)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.pop("MLFLOW_EXPERIMENT_ID", None)  # the test's experiment comes by name
     return env
 
 
