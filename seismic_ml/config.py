@@ -6,11 +6,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from seismic_ml.data.budget import parse_budget
 from seismic_ml.errors import BadOptionValue, SeismicMLError
 from seismic_ml.models.registry import get_spec
 from seismic_ml.options import ConfigBase, option, section_from_params
 
 TASKS = ("phase", "magnitude")
+PRECISIONS = ("fp32", "bf16", "auto")
 # An unset --warmup-epochs is the model's default, but at most this fraction of the run.
 WARMUP_RUN_FRACTION = 0.25
 
@@ -23,6 +25,16 @@ class DataConfig(ConfigBase):
     magnitude_type: str = option("", "keep only traces of this magnitude type (ML, MW, ...)")
     label_sigma: int = option(30, "width in samples of the Gaussian pick labels", positive=True)
     max_traces: int = option(0, "use at most this many traces per split (0: all)")
+    memory_budget: str = option(
+        "50%",
+        "preload a split's waveforms when they fit this much memory (50% of what is available, "
+        "2GB, 512MB); larger splits stream from the HDF5 file (0: always stream)",
+    )
+
+    def validate(self) -> None:
+        """Check the fields and that the memory budget reads as a size."""
+        super().validate()
+        parse_budget(self.memory_budget, available=0)
 
 
 @dataclass
@@ -46,7 +58,16 @@ class TrainConfig(ConfigBase):
     grad_clip: float = option(1.0, "max gradient norm (0: off)")
     seed: int = option(42, "random seed for weights, data order and augmentation")
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
-    num_workers: int = option(0, "DataLoader worker processes")
+    num_workers: int = option(
+        0,
+        "loader worker processes (0: batches are cut in the training process)",
+    )
+    precision: str = option(
+        "fp32",
+        "fp32, bf16 (mixed precision: bfloat16 autocast) or auto (bf16 where the CPU or GPU "
+        "has native bfloat16, else fp32)",
+        choices=PRECISIONS,
+    )
     max_steps_per_epoch: int = option(0, "cap on optimizer steps per epoch (0: whole split)")
 
     def validate(self) -> None:

@@ -74,7 +74,7 @@ def phase_train_generator(
     dataset: sbd.WaveformDataset, labels: str, windowlen: int, sigma: int, norm: str = "std"
 ) -> sbg.GenericGenerator:
     """Random windows around picks (seisbench's PhaseNet recipe) with probabilistic labels."""
-    columns = _require_pick_columns(dataset)
+    columns = require_pick_columns(dataset)
     generator = sbg.GenericGenerator(dataset)
     generator.add_augmentations(
         [
@@ -101,7 +101,7 @@ def phase_eval_generator(
     norm: str = "std",
 ) -> sbg.SteeredGenerator:
     """One deterministic window per trace, P placed at a seeded offset, labels as in training."""
-    columns = _require_pick_columns(dataset)
+    columns = require_pick_columns(dataset)
     windows = eval_windows(dataset.metadata, windowlen, seed, EVAL_PHASE_OFFSET_RANGE)
     generator = sbg.SteeredGenerator(dataset, windows)
     generator.add_augmentations(
@@ -187,7 +187,7 @@ def _trace_samples(metadata: pd.DataFrame) -> np.ndarray:
     return np.full(len(metadata), PHASE_CONTEXT)
 
 
-def _require_pick_columns(dataset: sbd.WaveformDataset) -> dict[str, str]:
+def require_pick_columns(dataset: sbd.WaveformDataset) -> dict[str, str]:
     columns = pick_columns(dataset.metadata)
     if not columns:
         raise SeismicMLError(

@@ -102,7 +102,6 @@ def waveform_flags(dataset: sbd.WaveformDataset) -> tuple[np.ndarray, np.ndarray
     n = len(dataset)
     nonfinite, zero = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     with _reading(dataset):
-        dataset.preload_waveforms()  # block reads, the cache training uses afterwards
         for start in range(0, n, SCREEN_BATCH):
             idx = np.arange(start, min(start + SCREEN_BATCH, n))
             flat = dataset.get_waveforms(idx.tolist()).reshape(len(idx), -1)

@@ -73,7 +73,7 @@ def load_directory(path: Path) -> sbd.WaveformDataset:
     check_waveform_files(path)
     try:
         dataset = sbd.WaveformDataset(
-            path, sampling_rate=SAMPLING_RATE, component_order=COMPONENT_ORDER, cache="full"
+            path, sampling_rate=SAMPLING_RATE, component_order=COMPONENT_ORDER, cache=None
         )
     except ValueError as exc:
         raise _unreadable_metadata(path / "metadata.csv", exc) from exc
@@ -88,7 +88,7 @@ def _load_seisbench(cls: type[sbd.BenchmarkDataset]) -> sbd.WaveformDataset:
     existed = path.exists()
     check_waveform_files(path)
     try:
-        return cls(sampling_rate=SAMPLING_RATE, component_order=COMPONENT_ORDER, cache="full")
+        return cls(sampling_rate=SAMPLING_RATE, component_order=COMPONENT_ORDER, cache=None)
     except (OSError, ValueError) as exc:
         _remove_partial_download(path, existed)
         name = cls.__name__

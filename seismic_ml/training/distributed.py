@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from seismic_ml.config import TrainConfig
 from seismic_ml.training.loop import Callback, LoopState, Trainer
-from seismic_ml.training.tasks import make_loaders
+from seismic_ml.training.tasks import make_loaders, set_loader_epoch
 
 CHECKSUM_DIR_ENV = "SEISMIC_ML_DDP_CHECKSUM_DIR"
 RANK_SEED_STRIDE = 7919  # keeps the augmentation seeds of different ranks apart
@@ -183,7 +183,7 @@ class DistributedTrainer(Trainer):
         offset = RANK_SEED_STRIDE * rank()
         np.random.seed((seed * 1_000_003 + epoch + offset) % 2**32)
         self.train_loader.generator.manual_seed(seed + epoch + offset)
-        self.train_loader.sampler.set_epoch(epoch)
+        set_loader_epoch(self.train_loader, epoch)
 
     def _gather_val(self, parts: tuple[list, ...]) -> tuple[list, ...]:
         """Every rank's validation outputs, targets, losses and sizes, joined in rank order."""

@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -20,7 +21,7 @@ from seismic_ml import interrupts, progress
 from seismic_ml.config import TrainConfig
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.training.schedule import WarmupPlateauSchedule
-from seismic_ml.training.tasks import Task
+from seismic_ml.training.tasks import Task, set_loader_epoch
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ class Trainer:
             factor=cfg.scheduler_factor,
             threshold=cfg.scheduler_threshold,
         )
+        self.windows_seen = 0  # in the current epoch, on this process
+        self.bf16 = resolve_precision(cfg.precision, device) == "bf16"
         self.state = LoopState()
         self.best_weights: dict[str, torch.Tensor] | None = None
 
@@ -95,8 +98,10 @@ class Trainer:
         started = time.perf_counter()
         self._seed_epoch()
         train_loss = self.train_epoch(callbacks)
+        train_s = time.perf_counter() - started
         interrupts.check()
         metrics = {"train/loss": train_loss, **self.validate()}
+        metrics["train/windows_per_s"] = self.windows_seen / train_s
         metrics["epoch_time_s"] = time.perf_counter() - started
         metrics["lr_epoch_end"] = self.schedule.lr
         is_best = self._record_epoch(metrics)
@@ -107,6 +112,7 @@ class Trainer:
         """One pass over the training loader; returns the mean loss."""
         self.model.train()
         losses = []
+        self.windows_seen = 0
         bar = tqdm(
             total=self.steps_per_epoch,
             desc=f"epoch {self.state.epoch + 1}/{self.cfg.epochs}",
@@ -118,6 +124,7 @@ class Trainer:
                 break
             lr = self.schedule.before_step()
             loss = self._step(batch)
+            self.windows_seen += len(batch["X"])
             self.schedule.after_step()
             self.state.step += 1
             losses.append(loss)
@@ -130,8 +137,10 @@ class Trainer:
         return float(np.mean(losses))
 
     def _step(self, batch: dict[str, torch.Tensor]) -> float:
-        x, y = batch["X"].to(self.device), batch["y"].to(self.device)
-        loss = self.task.loss(self.task.forward(self.net, x), y)
+        x, y = self._to_device(batch)
+        with self.autocast():
+            output = self.task.forward(self.net, x)
+        loss = self.task.loss(output.float(), y)
         if not torch.isfinite(loss):
             raise SeismicMLError(f"training diverged: loss {loss.item()} at step {self.state.step}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -147,8 +156,9 @@ class Trainer:
         self.model.eval()
         outputs, targets, losses, sizes = [], [], [], []
         for batch in self.val_loader:
-            x, y = batch["X"].to(self.device), batch["y"].to(self.device)
-            output = self.task.forward(self.model, x)
+            x, y = self._to_device(batch)
+            with self.autocast():
+                output = self.task.forward(self.model, x).float()
             losses.append(float(self.task.loss(output, y)))
             sizes.append(len(x))
             outputs.append(output.cpu())
@@ -157,6 +167,17 @@ class Trainer:
         metrics = self.task.metrics(torch.cat(outputs), torch.cat(targets))
         val_loss = float(np.average(losses, weights=sizes))
         return {"val/loss": val_loss, **{f"val/{k}": v for k, v in metrics.items()}}
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets on the device (asynchronous copies from pinned memory on a GPU)."""
+        return (
+            batch["X"].to(self.device, non_blocking=True),
+            batch["y"].to(self.device, non_blocking=True),
+        )
+
+    def autocast(self) -> torch.autocast:
+        """bfloat16 autocast of the forward pass under --precision bf16; a no-op in fp32."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _gather_val(self, parts: tuple[list, ...]) -> tuple[list, ...]:
         """Validation outputs, targets, losses and sizes of the whole split (here: this one's)."""
@@ -184,6 +205,7 @@ class Trainer:
         """Augmentations draw from numpy's global RNG: seed it per epoch so resume repeats it."""
         np.random.seed((self.cfg.seed * 1_000_003 + self.state.epoch) % 2**32)
         self.train_loader.generator.manual_seed(self.cfg.seed + self.state.epoch)
+        set_loader_epoch(self.train_loader, self.state.epoch)
 
     def state_dict(self) -> dict[str, Any]:
         """A resumable snapshot of tensors, numbers, strings, lists and dicts (weights-only)."""
@@ -235,6 +257,29 @@ def warmup_steps(cfg: TrainConfig, per_epoch: int) -> int:
     if cfg.warmup_epochs <= 0:
         return 0
     return max(1, round(cfg.warmup_epochs * per_epoch))
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device computes bfloat16 natively (a GPU that supports it; a CPU with
+    AVX512-BF16 or AMX), where mixed precision pays; elsewhere it would only emulate it."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """fp32 or bf16: auto is bf16 where the device has native bfloat16."""
+    if name == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if name == "bf16" and device.type not in ("cpu", "cuda"):
+        raise SeismicMLError(f"precision bf16 is not supported on device {device.type!r}")
+    return name
 
 
 def resolve_device(name: str) -> torch.device:

@@ -40,4 +40,6 @@ class EpochLine:
         ]
         parts += [f"{key} {metrics[key]:.4f}" for key in HEADLINE if key in metrics]
         parts += [f"lr {metrics['lr_epoch_end']:.1e}", f"{metrics['epoch_time_s']:.1f} s"]
+        if "train/windows_per_s" in metrics:
+            parts.append(f"{metrics['train/windows_per_s']:.0f} windows/s")
         progress.note("  ".join(parts))

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import seisbench.data as sbd
-import seisbench.util
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 
 from seismic_ml.config import RunConfig
 from seismic_ml.data import pipelines
+from seismic_ml.data.batches import MagnitudeBatches, PhaseBatches
+from seismic_ml.data.budget import parse_budget
 from seismic_ml.data.quality import ScreenReport, screen
 from seismic_ml.data.registry import get_split
+from seismic_ml.data.waveforms import WaveformSource, open_waveforms
 from seismic_ml.models.magnitude import magnitude_loss
 
 
@@ -50,17 +52,24 @@ class PhaseTask:
 
     def datasets(self, dataset: sbd.WaveformDataset, model: nn.Module) -> tuple[Dataset, Dataset]:
         """Random windows around picks for training, seeded fixed windows for validation."""
-        data = self.cfg.data
+        data, seed = self.cfg.data, self.cfg.train.seed
+        pipelines.require_pick_columns(dataset)
         train, dev = screened_splits(self, dataset)
-        norm = getattr(model, "norm", "std")
+        train_source, dev_source = open_split_sources(train, dev, data.memory_budget)
+        common = {
+            "windowlen": model.in_samples,
+            "labels": model.labels,
+            "sigma": data.label_sigma,
+            "norm": getattr(model, "norm", "std"),
+            "seed": seed,
+        }
         self.labels = model.labels
+        starts = pipelines.eval_windows(
+            dev.metadata, model.in_samples, seed, pipelines.EVAL_PHASE_OFFSET_RANGE
+        )["start_sample"].to_numpy()
         return (
-            pipelines.phase_train_generator(
-                train, model.labels, model.in_samples, data.label_sigma, norm
-            ),
-            pipelines.phase_eval_generator(
-                dev, model.labels, model.in_samples, data.label_sigma, self.cfg.train.seed, norm
-            ),
+            PhaseBatches(train_source, train, **common),
+            PhaseBatches(dev_source, dev, fixed_starts=starts, **common),
         )
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -97,13 +106,17 @@ class MagnitudeTask:
 
     def datasets(self, dataset: sbd.WaveformDataset, model: nn.Module) -> tuple[Dataset, Dataset]:
         """Traces with a magnitude and a P pick: random P offset for training, seeded for val."""
-        wanted = self.cfg.data.magnitude_type
+        data, seed, length = self.cfg.data, self.cfg.train.seed, model.in_samples
         train, dev = screened_splits(
-            self, dataset, lambda split, name: pipelines.magnitude_subset(split, wanted, name)
+            self,
+            dataset,
+            lambda split, name: pipelines.magnitude_subset(split, data.magnitude_type, name),
         )
+        train_source, dev_source = open_split_sources(train, dev, data.memory_budget)
+        starts = pipelines.eval_windows(dev.metadata, length, seed, pipelines.P_OFFSET_RANGE)
         return (
-            pipelines.magnitude_train_generator(train, model.in_samples),
-            pipelines.magnitude_eval_generator(dev, model.in_samples, self.cfg.train.seed),
+            MagnitudeBatches(train_source, train, length, seed),
+            MagnitudeBatches(dev_source, dev, length, seed, starts["start_sample"].to_numpy()),
         )
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -142,6 +155,16 @@ def screened_splits(
     return kept[0], kept[1]
 
 
+def open_split_sources(
+    train: sbd.WaveformDataset, dev: sbd.WaveformDataset, budget: str
+) -> tuple[WaveformSource, WaveformSource]:
+    """Waveform sources of both splits: the training split first takes what the budget holds."""
+    budget_bytes = parse_budget(budget)
+    train_source = open_waveforms(train, budget_bytes, "train")
+    left = budget_bytes - getattr(train_source, "nbytes", budget_bytes)
+    return train_source, open_waveforms(dev, max(left, 0), "dev")
+
+
 TASKS = {"phase": PhaseTask, "magnitude": MagnitudeTask}
 
 
@@ -159,19 +182,36 @@ def make_loaders(
     train_sampler: Sampler | None = None,
     val_sampler: Iterable[int] | None = None,
 ) -> tuple[DataLoader, DataLoader]:
-    """Seeded, shuffled training loader and an ordered validation loader (or given samplers)."""
+    """Seeded, shuffled training batches and ordered validation batches (or given samplers).
+
+    The datasets cut whole batches (dataset[list of indices]), so the loaders hand them lists
+    of indices and do no collation of their own.
+    """
     generator = torch.Generator().manual_seed(seed)
-    common = {
-        "batch_size": batch_size,
-        "num_workers": num_workers,
-        "worker_init_fn": seisbench.util.worker_seeding,
-    }
-    shuffle = train_sampler is None
-    train = DataLoader(
-        train_set, shuffle=shuffle, sampler=train_sampler, generator=generator, **common
-    )
-    val = DataLoader(val_set, shuffle=False, sampler=val_sampler, **common)
-    return train, val
+    pin = torch.cuda.is_available()
+    train_sampler = train_sampler or RandomSampler(train_set, generator=generator)
+    val_sampler = val_sampler if val_sampler is not None else range(len(val_set))
+
+    def loader(dataset: Dataset, sampler: Iterable[int], **extra: Any) -> DataLoader:
+        batches = BatchSampler(sampler, batch_size, drop_last=False)
+        return DataLoader(
+            dataset,
+            batch_size=None,
+            sampler=batches,
+            num_workers=num_workers,
+            pin_memory=pin,
+            **extra,
+        )
+
+    return loader(train_set, train_sampler, generator=generator), loader(val_set, val_sampler)
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
+    """Tell the batches' random draws and a distributed sampler which epoch starts."""
+    inner = getattr(loader.sampler, "sampler", loader.sampler)
+    for target in (loader.dataset, inner):
+        if hasattr(target, "set_epoch"):
+            target.set_epoch(epoch)
 
 
 def seed_everything(seed: int) -> None:

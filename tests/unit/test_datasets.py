@@ -224,8 +224,12 @@ def test_every_data_option_reaches_the_task_datasets(tiny_dataset: str) -> None:
     from tests.conftest import tiny_run_config
 
     assert {f.name for f in dataclasses.fields(DataConfig)} == {
-        "dataset", "max_traces", "label_sigma", "magnitude_type",
-    }  # fmt: skip
+        "dataset",
+        "max_traces",
+        "label_sigma",
+        "magnitude_type",
+        "memory_budget",
+    }  # fmt: skip  (memory_budget: tests/unit/test_batches.py)
     dataset = load_dataset(tiny_dataset)
 
     def task_sets(model_type: str, **data):
@@ -239,7 +243,7 @@ def test_every_data_option_reaches_the_task_datasets(tiny_dataset: str) -> None:
 
     def label_width(sigma: int) -> int:
         _, dev = task_sets("phasenet", label_sigma=sigma)
-        y = next(dev[i]["y"] for i in range(len(dev)) if dev[i]["y"][1].max() > 0.99)
+        y = next(y for y in dev[list(range(len(dev)))]["y"] if y[1].max() > 0.99)
         return int((y[1] > np.exp(-0.5)).sum())
 
     assert label_width(10) < label_width(40)

@@ -1,0 +1,166 @@
+"""Where training windows are cut from: waveforms preloaded in memory, or streamed from HDF5.
+
+A split is preloaded into one flat array when its waveforms fit the memory budget; otherwise
+traces are read from the dataset's HDF5 file on demand through a bounded LRU cache, so a
+dataset larger than the machine's memory (STEAD, MLAAPDE) trains in bounded memory. Both
+sources return the same windows for the same request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Protocol
+
+import numpy as np
+import seisbench.data as sbd
+
+from seismic_ml.data.registry import SAMPLING_RATE
+
+log = logging.getLogger(__name__)
+BYTES_PER_SAMPLE = 4  # float32
+READ_CHUNK = 256  # traces per seisbench read while preloading
+
+
+class WaveformSource(Protocol):
+    """Cuts windows out of a split's traces; samples outside [lo, hi) and the trace are zero."""
+
+    n_channels: int
+    lengths: np.ndarray  # samples per trace
+
+    def windows(
+        self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, start: np.ndarray, length: int
+    ) -> np.ndarray:
+        """(B, C, length) float32: trace rows[i] from start[i], zero outside [lo[i], hi[i])."""
+
+
+def trace_lengths(dataset: sbd.WaveformDataset, fallback: int) -> np.ndarray:
+    """Samples per trace at the dataset's sampling rate, from the metadata (fallback if absent)."""
+    meta = dataset.metadata
+    if "trace_npts" not in meta.columns:
+        return np.full(len(meta), fallback, dtype=np.int64)
+    npts = meta["trace_npts"].to_numpy(dtype=float)
+    if "trace_sampling_rate_hz" in meta.columns:
+        npts = npts * SAMPLING_RATE / meta["trace_sampling_rate_hz"].to_numpy(dtype=float)
+    return np.where(np.isfinite(npts), np.rint(npts), fallback).astype(np.int64)
+
+
+def open_waveforms(
+    dataset: sbd.WaveformDataset, budget_bytes: int, name: str = ""
+) -> WaveformSource:
+    """Preloaded when the split's waveforms fit the budget, streamed otherwise."""
+    first = dataset.get_waveforms(0)
+    n_channels, fallback = first.shape
+    lengths = trace_lengths(dataset, fallback)
+    needed = int(lengths.sum()) * n_channels * BYTES_PER_SAMPLE
+    where = f"{name} split: " if name else ""
+    if needed <= budget_bytes:
+        log.info("%spreloading %.2f GB of waveforms", where, needed / 2**30)
+        return PreloadedWaveforms.read(dataset, lengths, n_channels)
+    log.info(
+        "%s%.2f GB of waveforms exceed the memory budget of %.2f GB: streaming from HDF5",
+        where,
+        needed / 2**30,
+        budget_bytes / 2**30,
+    )
+    return StreamedWaveforms(dataset, lengths, n_channels, budget_bytes)
+
+
+def _cut(
+    traces: list[np.ndarray], lo: np.ndarray, hi: np.ndarray, start: np.ndarray, length: int
+) -> np.ndarray:
+    """Windows of per-row traces (C, n) without a flat store: the streamed path's gather."""
+    out = np.zeros((len(traces), traces[0].shape[0], length), dtype=np.float32)
+    for i, trace in enumerate(traces):
+        a = max(int(lo[i]), int(start[i]), 0)
+        b = min(int(hi[i]), int(start[i]) + length, trace.shape[1])
+        if b > a:
+            out[i, :, a - start[i] : b - start[i]] = trace[:, a:b]
+    return out
+
+
+class PreloadedWaveforms:
+    """Every trace of a split in one flat float32 array (C, total samples) with offsets."""
+
+    def __init__(self, flat: np.ndarray, lengths: np.ndarray) -> None:
+        self.flat = flat
+        self.lengths = lengths
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        self.n_channels = flat.shape[0]
+
+    @classmethod
+    def read(
+        cls, dataset: sbd.WaveformDataset, lengths: np.ndarray, n_channels: int
+    ) -> PreloadedWaveforms:
+        """Read the split once, in chunks of traces, into the flat array."""
+        flat = np.zeros((n_channels, int(lengths.sum())), dtype=np.float32)
+        offset = 0
+        for begin in range(0, len(lengths), READ_CHUNK):
+            rows = list(range(begin, min(begin + READ_CHUNK, len(lengths))))
+            block = np.asarray(dataset.get_waveforms(rows), dtype=np.float32)
+            for i, row in enumerate(rows):
+                n = min(int(lengths[row]), block.shape[-1])
+                flat[:, offset : offset + n] = block[i, :, :n]
+                offset += int(lengths[row])
+        return cls(flat, lengths)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the preloaded samples take."""
+        return self.flat.nbytes
+
+    def windows(
+        self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, start: np.ndarray, length: int
+    ) -> np.ndarray:
+        """One fancy-indexed gather for the whole batch; out-of-range samples masked to zero."""
+        t = start[:, None] + np.arange(length)[None, :]  # (B, L) sample index in the trace
+        valid = (t >= np.maximum(lo, 0)[:, None]) & (
+            t < np.minimum(hi, self.lengths[rows])[:, None]
+        )
+        index = np.where(valid, self.offsets[rows][:, None] + t, 0)
+        channel = np.arange(self.n_channels)[None, :, None] * self.flat.shape[1]
+        out = self.flat.reshape(-1)[channel + index[:, None, :]]  # (B, C, L), contiguous
+        out *= valid[:, None, :]
+        return out
+
+
+class StreamedWaveforms:
+    """Traces read from HDF5 on demand, kept in an LRU cache bounded by a byte budget."""
+
+    def __init__(
+        self, dataset: sbd.WaveformDataset, lengths: np.ndarray, n_channels: int, budget: int
+    ) -> None:
+        self.dataset = dataset
+        self.lengths = lengths
+        self.n_channels = n_channels
+        self.budget = budget
+        self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.cached_bytes = 0
+
+    def windows(
+        self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, start: np.ndarray, length: int
+    ) -> np.ndarray:
+        """Missing traces read in one seisbench call, then cut row by row."""
+        missing = sorted({int(r) for r in rows if int(r) not in self.cache})
+        fresh = dict(zip(missing, self._read(missing), strict=True)) if missing else {}
+        traces = [fresh.get(int(r)) if int(r) in fresh else self._hit(int(r)) for r in rows]
+        for row, trace in fresh.items():
+            self._keep(row, trace)
+        return _cut(traces, lo, np.minimum(hi, self.lengths[rows]), start, length)
+
+    def _read(self, rows: list[int]) -> list[np.ndarray]:
+        block = np.asarray(self.dataset.get_waveforms(rows), dtype=np.float32)
+        return [block[i, :, : int(self.lengths[row])].copy() for i, row in enumerate(rows)]
+
+    def _hit(self, row: int) -> np.ndarray:
+        self.cache.move_to_end(row)
+        return self.cache[row]
+
+    def _keep(self, row: int, trace: np.ndarray) -> None:
+        if trace.nbytes > self.budget:
+            return
+        self.cache[row] = trace
+        self.cached_bytes += trace.nbytes
+        while self.cached_bytes > self.budget:
+            _, dropped = self.cache.popitem(last=False)
+            self.cached_bytes -= dropped.nbytes
