@@ -43,7 +43,7 @@ def test_validation_gathered_from_two_shards_equals_one_process(tiny_dataset, mo
     for rank in (0, 1):
         as_rank(monkeypatch, rank, 2)
         loaders = distributed.make_sharded_loaders(train_set, val_set, cfg.train)
-        assert len(loaders[1].sampler) == len(distributed.shard(len(val_set)))
+        assert len(loaders[1].sampler.sampler) == len(distributed.shard(len(val_set)))
         trainer = distributed.DistributedTrainer(
             single.model, single.task, *loaders, cfg.train, single.device
         )
