@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import seisbench.data as sbd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from seismic_ml.config import RunConfig
+from seismic_ml.data.budget import parse_budget
+from seismic_ml.data.waveforms import WaveformSource, open_waveforms
 from seismic_ml.training.loop import resolve_device
 
 # Every model is scored on the same windows, whatever seed it was trained with.
@@ -27,9 +32,16 @@ class Scored:
     figures: list[Path] = field(default_factory=list)
 
 
-def batches(dataset: Dataset, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
-    """The windows in their fixed order, batched."""
-    yield from DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+def batches(windows: Dataset, batch_size: int) -> Iterator[tuple[list[int], dict[str, Any]]]:
+    """The rows and batches of a batched window set, in its fixed order."""
+    for begin in range(0, len(windows), batch_size):
+        rows = list(range(begin, min(begin + batch_size, len(windows))))
+        yield rows, windows[rows]
+
+
+def open_split(data: sbd.WaveformDataset, cfg: RunConfig) -> WaveformSource:
+    """The evaluated split's waveforms, preloaded within the run's memory budget or streamed."""
+    return open_waveforms(data, parse_budget(cfg.data.memory_budget), "test")
 
 
 @torch.no_grad()

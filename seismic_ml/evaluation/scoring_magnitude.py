@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import seisbench.data as sbd
 from torch import nn
-from torch.utils.data import Dataset
 
 from seismic_ml.config import RunConfig
 from seismic_ml.data import pipelines
+from seismic_ml.data.batches import MagnitudeBatches
 from seismic_ml.data.registry import SAMPLING_RATE
 from seismic_ml.evaluation import baselines, metrics, plots
 from seismic_ml.evaluation.inference import (
@@ -20,6 +20,7 @@ from seismic_ml.evaluation.inference import (
     batches,
     forward,
     identity_columns,
+    open_split,
     ready,
 )
 from seismic_ml.models.magnitude import split_output
@@ -35,8 +36,13 @@ def score_magnitude(
     """Per-trace model and ML-baseline metrics, the per-bin table and optional figures."""
     model = ready(model)
     subset = pipelines.magnitude_subset(data, cfg.data.magnitude_type)
-    generator = pipelines.magnitude_eval_generator(subset, model.in_samples, WINDOW_SEED)
-    table = _magnitude_table(model, generator, subset.metadata, batch_size)
+    starts = pipelines.eval_windows(
+        subset.metadata, model.in_samples, WINDOW_SEED, pipelines.P_OFFSET_RANGE
+    )["start_sample"].to_numpy()
+    windows = MagnitudeBatches(
+        open_split(subset, cfg), subset, model.in_samples, fixed_starts=starts
+    )
+    table = _magnitude_table(model, windows, subset.metadata, batch_size)
     sigma = table["pred_sigma"] if "pred_sigma" in table else None
     true = table["true_magnitude"]
     result = {
@@ -56,12 +62,12 @@ def score_magnitude(
 
 
 def _magnitude_table(
-    model: nn.Module, generator: Dataset, metadata: pd.DataFrame, batch_size: int
+    model: nn.Module, windows: MagnitudeBatches, metadata: pd.DataFrame, batch_size: int
 ) -> pd.DataFrame:
-    """One row per trace in the generator's order: truth, prediction, baseline, distance."""
+    """One row per trace in the windows' order: truth, prediction, baseline, distance."""
     distance = baselines.hypocentral_distance_km(metadata)
     pred, sigma, baseline_ml, start = [], [], [], 0
-    for batch in batches(generator, batch_size):
+    for _, batch in batches(windows, batch_size):
         magnitude, log_sigma = split_output(forward(model, batch["X"]))
         pred.append(magnitude.numpy())
         sigma.append(None if log_sigma is None else log_sigma.numpy())

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import seisbench.data as sbd
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from seismic_ml.config import RunConfig
 from seismic_ml.data import pipelines
-from seismic_ml.data.registry import SAMPLING_RATE, pick_columns
+from seismic_ml.data.batches import PhaseBatches
+from seismic_ml.data.registry import SAMPLING_RATE
 from seismic_ml.evaluation import baselines, metrics, plots
 from seismic_ml.evaluation.inference import (
     WINDOW_SEED,
@@ -22,53 +21,36 @@ from seismic_ml.evaluation.inference import (
     batches,
     forward,
     identity_columns,
+    open_split,
     ready,
 )
 
 N_EXAMPLES = 4
 
 
-class OnsetSamples:
-    """Puts the window's first P and S onset samples (NaN: none inside) in 'onsets'."""
-
-    def __init__(self, columns: dict[str, str], windowlen: int) -> None:
-        """columns: pick column -> phase; windowlen: samples per window."""
-        self.columns = columns
-        self.windowlen = windowlen
-
-    def __call__(self, state_dict: dict) -> None:
-        """Add the window's onsets to a seisbench generator state."""
-        _, meta = state_dict["X"]
-        onsets = [self._first(meta, phase) for phase in "PS"]
-        state_dict["onsets"] = (np.array(onsets, dtype=np.float64), None)
-
-    def _first(self, meta: dict, phase: str) -> float:
-        """The earliest onset of a phase inside the window, NaN when there is none."""
-        samples = [_as_float(meta.get(c)) for c, p in self.columns.items() if p == phase]
-        inside = [s for s in samples if 0 <= s < self.windowlen]
-        return min(inside, default=float("nan"))
-
-
-def _as_float(value: Any) -> float:
-    """A metadata value as a float; missing or unreadable values are NaN."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def phase_generator(model: nn.Module, data: sbd.WaveformDataset, cfg: RunConfig) -> Dataset:
-    """The deterministic phase windows (as in validation) plus each window's labelled onsets."""
-    generator = pipelines.phase_eval_generator(
+def phase_windows(model: nn.Module, data: sbd.WaveformDataset, cfg: RunConfig) -> PhaseBatches:
+    """The deterministic phase windows, as in validation, at seeded starts."""
+    starts = pipelines.eval_windows(
+        data.metadata, model.in_samples, WINDOW_SEED, pipelines.EVAL_PHASE_OFFSET_RANGE
+    )["start_sample"].to_numpy()
+    return PhaseBatches(
+        open_split(data, cfg),
         data,
-        model.labels,
         model.in_samples,
+        model.labels,
         cfg.data.label_sigma,
-        WINDOW_SEED,
         getattr(model, "norm", "std"),
+        fixed_starts=starts,
     )
-    generator.add_augmentations([OnsetSamples(pick_columns(data.metadata), model.in_samples)])
-    return generator
+
+
+def first_onsets(windows: PhaseBatches, rows: list[int]) -> np.ndarray:
+    """(B, 2): each window's earliest labelled P and S sample inside it (NaN: none inside)."""
+    relative = windows.picks[rows] - windows.fixed_starts[rows, None]
+    inside = np.where((relative >= 0) & (relative < windows.windowlen), relative, np.inf)
+    phases = np.array(windows.phases)
+    onsets = [inside[:, phases == p].min(axis=1, initial=np.inf) for p in "PS"]
+    return np.where(np.isfinite(onsets), onsets, np.nan).T
 
 
 def score_phase(
@@ -81,10 +63,13 @@ def score_phase(
 ) -> Scored:
     """Model and STA/LTA pick metrics on every window; per-window table; optional figures."""
     model = ready(model)
-    generator = phase_generator(model, data, cfg)
-    frames = [_phase_batch(model, batch) for batch in batches(generator, batch_size)]
+    windows = phase_windows(model, data, cfg)
+    frames = [
+        _phase_batch(model, batch, first_onsets(windows, rows))
+        for rows, batch in batches(windows, batch_size)
+    ]
     table = pd.concat(frames, ignore_index=True)
-    table.insert(0, "window_start_sample", generator.metadata["start_sample"].to_numpy())
+    table.insert(0, "window_start_sample", windows.fixed_starts)
     table = pd.concat([identity_columns(data.metadata), table], axis=1)
     phases = "".join(p for p in "PS" if p in model.labels)
     found = metrics.phase_metrics(table, SAMPLING_RATE, threshold, phases)
@@ -92,14 +77,15 @@ def score_phase(
     result.update({f"baseline/{k}": v for k, v in _sta_lta_metrics(table).items()})
     scored = Scored(result, table)
     if plot_dir is not None:
-        scored.figures = _phase_figures(model, generator, table, phases, plot_dir)
+        scored.figures = _phase_figures(model, windows, table, phases, plot_dir)
     return scored
 
 
-def _phase_batch(model: nn.Module, batch: dict[str, torch.Tensor]) -> pd.DataFrame:
+def _phase_batch(
+    model: nn.Module, batch: dict[str, torch.Tensor], onsets: np.ndarray
+) -> pd.DataFrame:
     """Per window: labelled onsets, predicted onsets and peak probabilities, STA/LTA pick."""
     probs = forward(model, batch["X"]).numpy()
-    onsets = batch["onsets"].numpy()
     labels = model.labels
     columns: dict[str, np.ndarray] = {}
     for i, phase in enumerate("PS"):
@@ -133,7 +119,7 @@ def _sta_lta_metrics(table: pd.DataFrame) -> dict[str, float]:
 
 
 def _phase_figures(
-    model: nn.Module, generator: Dataset, table: pd.DataFrame, phases: str, plot_dir: Path
+    model: nn.Module, windows: PhaseBatches, table: pd.DataFrame, phases: str, plot_dir: Path
 ) -> list[Path]:
     """Residual histograms (model and STA/LTA) and a few example windows with their curves."""
     residuals = {
@@ -145,7 +131,7 @@ def _phase_figures(
     residuals["STA/LTA P"] = metrics.onset_residuals(
         table["true_p_sample"], table["baseline_p_sample"], SAMPLING_RATE
     )
-    examples = [_example(model, generator, table, i) for i in _example_indices(table)]
+    examples = [_example(model, windows, table, i) for i in _example_indices(table)]
     return [
         plots.plot_pick_residuals(residuals, plot_dir / "pick_residuals.png"),
         plots.plot_examples(examples, SAMPLING_RATE, plot_dir / "example_windows.png"),
@@ -160,13 +146,12 @@ def _example_indices(table: pd.DataFrame) -> list[int]:
 
 
 def _example(
-    model: nn.Module, generator: Dataset, table: pd.DataFrame, index: int
+    model: nn.Module, windows: PhaseBatches, table: pd.DataFrame, index: int
 ) -> plots.ExampleWindow:
     """One window, its probability curves and labelled onsets, for the examples figure."""
-    sample = generator[index]
-    x = torch.from_numpy(sample["X"][None])
+    x = windows[[index]]["X"]
     probs = forward(model, x).numpy()[0]
-    onsets = dict(zip("PS", sample["onsets"]))
+    onsets = dict(zip("PS", first_onsets(windows, [index])[0], strict=True))
     return plots.ExampleWindow(
-        table["trace_name"].iloc[index], sample["X"], probs, model.labels, onsets
+        table["trace_name"].iloc[index], x[0].numpy(), probs, model.labels, onsets
     )
