@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from seismic_ml.cli.options import FriendlyCommand, add_options, field_options
-from seismic_ml.data.registry import SPLITS
+from seismic_ml.data import SPLITS
 from seismic_ml.models.registry import MODELS, model_types
 
 __all__ = ["eval_mag", "eval_phase", "predict"]

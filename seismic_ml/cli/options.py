@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import sys
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import mlflow
-from mlflow.exceptions import MlflowException
 
 from seismic_ml import interrupts
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig
 from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
 from seismic_ml.models.registry import get_spec
 from seismic_ml.options import field_type
+
+if TYPE_CHECKING:
+    from mlflow.exceptions import MlflowException
 
 _CLICK_TYPES = {int: click.INT, float: click.FLOAT, bool: click.BOOL, str: click.STRING}
 
@@ -63,10 +65,21 @@ def invoke_friendly(invoke: Callable[[click.Context], Any], ctx: click.Context) 
             raise OneLineUsageError(str(exc)) from None
         if isinstance(exc, SeismicMLError):
             raise click.ClickException(str(exc)) from None
-        if isinstance(exc, MlflowException):
+        if _is_mlflow_error(exc):
+            import mlflow
+
             where = mlflow.get_tracking_uri()
             raise click.ClickException(f"tracking store {where}: {tracking_reason(exc)}") from None
         raise
+
+
+def _is_mlflow_error(exc: BaseException) -> bool:
+    """True for an MlflowException; one can only have been raised once mlflow was imported."""
+    if "mlflow" not in sys.modules:  # --help and usage errors never import it
+        return False
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException)
 
 
 def tracking_reason(exc: MlflowException) -> str:

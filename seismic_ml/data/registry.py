@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import seisbench.data as sbd
 
+from seismic_ml.data import SPLITS
 from seismic_ml.errors import SeismicMLError, first_line
 
 SAMPLING_RATE = 100
 COMPONENT_ORDER = "ZNE"
-SPLITS = ("train", "dev", "test")
 SEISBENCH_DATASETS: dict[str, type[sbd.BenchmarkDataset]] = {
     "ETHZ": sbd.ETHZ,
     "STEAD": sbd.STEAD,

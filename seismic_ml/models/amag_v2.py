@@ -9,48 +9,21 @@ removed amplitude scale.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.models.configs import AmagV2Config
 from seismic_ml.models.magnitude import (
     COMPONENT_ORDER,
     SAMPLING_RATE,
     AmplitudeNormalizer,
-    MagnitudeConfig,
     MagnitudeHead,
     TimePooling,
-    check_dropout,
 )
-from seismic_ml.models.phasenet import filter_factor_option
-from seismic_ml.options import option
 
 IN_SAMPLES = 3001
 CNN_CHANNELS = (16, 32, 64, 64, 128, 128)
 CNN_KERNEL = 7
-
-
-@dataclass
-class Config(MagnitudeConfig):
-    """Hyperparameters of MagnitudeNet."""
-
-    filter_factor: int = filter_factor_option("every convolution stage")
-    lstm_hidden: int = option(128, "BiLSTM hidden units per direction", positive=True)
-    lstm_layers: int = option(2, "stacked BiLSTM layers", positive=True)
-    attention_heads: int = option(4, "self-attention heads", positive=True)
-    dropout: float = option(0.2, "dropout in the encoder, LSTM, attention and head")
-
-    def validate(self) -> None:
-        """Check field metadata, the dropout range and that heads divide the BiLSTM width."""
-        super().validate()
-        check_dropout(self.dropout)
-        if (2 * self.lstm_hidden) % self.attention_heads:
-            raise SeismicMLError(
-                f"2 * lstm_hidden ({2 * self.lstm_hidden}) must be divisible by "
-                f"attention_heads ({self.attention_heads})"
-            )
 
 
 def conv_encoder(dropout: float, filter_factor: int = 1) -> nn.Sequential:
@@ -75,7 +48,7 @@ class MagnitudeNet(nn.Module):
     sampling_rate = SAMPLING_RATE
     component_order = COMPONENT_ORDER
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: AmagV2Config) -> None:
         super().__init__()
         self.predicts_uncertainty = config.predicts_uncertainty
         self.normalizer = AmplitudeNormalizer(config.norm)
@@ -105,12 +78,6 @@ class MagnitudeNet(nn.Module):
         return self.head(self.pool(seq.transpose(1, 2)), log_scale)
 
 
-# Tuning entries beside the options they search (the shared ones live in tuning/space.py).
-SEARCH_SPACE: dict[str, dict] = {
-    "lstm_hidden": {"type": "categorical", "choices": [64, 128, 256]},
-}
-
-
-def build(config: Config) -> nn.Module:
+def build(config: AmagV2Config) -> nn.Module:
     """MagnitudeNet for the configured width, LSTM, attention, norm and loss."""
     return MagnitudeNet(config)

@@ -12,24 +12,18 @@ then feed MagnitudeHead with log10 of the removed amplitude scale.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from seisbench.models.eqtransformer import BiLSTMStack, Encoder, ResCNNStack
 from torch import nn
 
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.models.configs import EQTransformerMagConfig
 from seismic_ml.models.magnitude import (
     COMPONENT_ORDER,
     SAMPLING_RATE,
     AmplitudeNormalizer,
-    MagnitudeConfig,
     MagnitudeHead,
     TimePooling,
-    check_dropout,
 )
-from seismic_ml.models.phasenet import filter_factor_option
-from seismic_ml.options import option
 
 IN_SAMPLES = 3000
 # From seisbench's EQTransformer (after the original repository).
@@ -37,30 +31,6 @@ FILTERS = [8, 16, 16, 32, 32, 64, 64]
 KERNEL_SIZES = [11, 9, 7, 7, 5, 5, 3]
 RES_CNN_KERNELS = [3, 3, 3, 3, 2, 3, 2]
 LSTM_CHANNELS = 16
-
-
-@dataclass
-class Config(MagnitudeConfig):
-    """Hyperparameters of the EQTransformer-style magnitude regressor."""
-
-    filter_factor: int = filter_factor_option("every convolution of the encoder and CNN blocks")
-    cnn_blocks: int = option(5, "residual CNN blocks after the conv+pool encoder", positive=True)
-    lstm_blocks: int = option(2, "BiLSTM blocks", positive=True)
-    transformer_d_model: int = option(128, "transformer model width", positive=True)
-    transformer_nhead: int = option(8, "transformer attention heads", positive=True)
-    transformer_num_encoder_layers: int = option(4, "transformer encoder layers", positive=True)
-    transformer_dim_feedforward: int = option(512, "transformer feed-forward width", positive=True)
-    dropout: float = option(0.1, "dropout in the CNN, LSTM, transformer and head")
-
-    def validate(self) -> None:
-        """Check field metadata, the dropout range and that heads divide the model width."""
-        super().validate()
-        check_dropout(self.dropout)
-        if self.transformer_d_model % self.transformer_nhead:
-            raise SeismicMLError(
-                f"transformer_d_model ({self.transformer_d_model}) must be divisible by "
-                f"transformer_nhead ({self.transformer_nhead})"
-            )
 
 
 class EQTransformerMag(nn.Module):
@@ -72,7 +42,7 @@ class EQTransformerMag(nn.Module):
     phases = "PS"
     n_class = 1
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: EQTransformerMagConfig) -> None:
         super().__init__()
         self.predicts_uncertainty = config.predicts_uncertainty
         self.normalizer = AmplitudeNormalizer(config.norm)
@@ -106,13 +76,6 @@ class EQTransformerMag(nn.Module):
         return self.head(self.pool(x.transpose(1, 2)), log_scale)
 
 
-# Tuning entries beside the options they search (the shared ones live in tuning/space.py).
-SEARCH_SPACE: dict[str, dict] = {
-    "transformer_d_model": {"type": "categorical", "choices": [64, 128, 256]},
-    "transformer_nhead": {"type": "categorical", "choices": [2, 4, 8]},
-}
-
-
-def build(config: Config) -> nn.Module:
+def build(config: EQTransformerMagConfig) -> nn.Module:
     """The EQTransformer-style magnitude regressor."""
     return EQTransformerMag(config)

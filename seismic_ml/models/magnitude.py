@@ -1,4 +1,4 @@
-"""Parts shared by the magnitude models: config base, amplitude normaliser, pooling, head, loss.
+"""Parts shared by the magnitude networks: amplitude normaliser, pooling, head, loss.
 
 Magnitude models take raw counts. Normalising a trace erases the amplitude that magnitude
 depends on, so each model normalises with AmplitudeNormalizer and feeds the removed scale,
@@ -7,43 +7,18 @@ log10(scale), into MagnitudeHead next to the pooled waveform features.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from seismic_ml.errors import SeismicMLError
-from seismic_ml.options import ConfigBase, option
+from seismic_ml.models.configs import LOSSES, NORMS
 
-LOSSES = ("mse", "huber", "gaussian_nll")
-NORMS = ("std", "peak")
 SAMPLING_RATE = 100.0
 COMPONENT_ORDER = "ZNE"
 # Residuals beyond half a magnitude unit count linearly in the Huber loss.
 HUBER_DELTA = 0.5
 _EPS = 1e-10
-
-
-@dataclass
-class MagnitudeConfig(ConfigBase):
-    """Options every magnitude model has: its training loss and its amplitude normalisation."""
-
-    loss: str = option(
-        "mse", "training loss; gaussian_nll also predicts log(sigma)", choices=LOSSES
-    )
-    norm: str = option("std", "divide each trace by its std or its peak amplitude", choices=NORMS)
-
-    @property
-    def predicts_uncertainty(self) -> bool:
-        """True when the model outputs (magnitude, log sigma) per trace."""
-        return self.loss == "gaussian_nll"
-
-
-def check_dropout(value: float) -> None:
-    """Raise SeismicMLError unless 0 <= dropout < 1."""
-    if not 0 <= value < 1:
-        raise SeismicMLError(f"dropout must be in [0, 1), got {value}")
 
 
 class AmplitudeNormalizer(nn.Module):

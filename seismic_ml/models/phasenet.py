@@ -7,7 +7,6 @@ phasenet_mag reuse the U-Net as a feature extractor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import seisbench.models as sbm
@@ -15,27 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seismic_ml.options import ConfigBase, option
+from seismic_ml.models.configs import PhaseNetConfig
 
 IN_SAMPLES = 3001
 SAMPLING_RATE = 100.0
 PHASES = "NPS"
-# Time samples left at the bottleneck of a 3001-sample window (three stride-4 stages, as padded).
-BOTTLENECK_SAMPLES = 12
 # seisbench pads the input of down-sampling stages 1 to 3 by hand, to mirror TensorFlow.
 _DOWN_PADDING = {1: (2, 3), 2: (1, 3), 3: (2, 3)}
-
-
-def filter_factor_option(layers: str = "every U-Net layer (PhaseNetWC)") -> Any:
-    """The filter_factor field every model has: an integer multiplier of its conv widths."""
-    return option(1, f"multiply the filters of {layers}", positive=True)
-
-
-@dataclass
-class Config(ConfigBase):
-    """Hyperparameters of seisbench's PhaseNet."""
-
-    filter_factor: int = filter_factor_option()
 
 
 class PhaseNet(sbm.PhaseNet):
@@ -89,10 +74,6 @@ class PhaseNet(sbm.PhaseNet):
         return args
 
 
-# Tuning entries beside the options they search (the shared ones live in tuning/space.py).
-SEARCH_SPACE: dict[str, dict] = {}
-
-
-def build(config: Config) -> nn.Module:
+def build(config: PhaseNetConfig) -> nn.Module:
     """seisbench PhaseNet at the configured width."""
     return PhaseNet(filter_factor=config.filter_factor)

@@ -17,41 +17,14 @@ are projected by a 1x1 convolution to C channels and added to the bottleneck.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seismic_ml.errors import SeismicMLError
-from seismic_ml.models.phasenet import BOTTLENECK_SAMPLES, PhaseNet, filter_factor_option
-from seismic_ml.options import ConfigBase, option
-
-
-@dataclass
-class Config(ConfigBase):
-    """Hyperparameters of PhaseNet with a convolutional LSTM bottleneck."""
-
-    filter_factor: int = filter_factor_option()
-    convlstm_hidden: int = option(64, "ConvLSTM hidden (and cell) channels", positive=True)
-    convlstm_kernel_size: int = option(3, "ConvLSTM gate kernel size (odd)", positive=True)
-    convlstm_chunk: int = option(
-        3, f"bottleneck samples per ConvLSTM step (1 to {BOTTLENECK_SAMPLES})", positive=True
-    )
-
-    def validate(self) -> None:
-        """Check field metadata, an odd kernel and a chunk no longer than the bottleneck."""
-        super().validate()
-        if self.convlstm_kernel_size % 2 == 0:
-            raise SeismicMLError(
-                f"convlstm_kernel_size must be odd, got {self.convlstm_kernel_size}"
-            )
-        if self.convlstm_chunk > BOTTLENECK_SAMPLES:
-            raise SeismicMLError(
-                f"convlstm_chunk must be at most the {BOTTLENECK_SAMPLES} bottleneck samples, "
-                f"got {self.convlstm_chunk}"
-            )
+from seismic_ml.models.configs import PhaseNetConvLSTMConfig
+from seismic_ml.models.phasenet import PhaseNet
 
 
 class ConvLSTMCell1d(nn.Module):
@@ -131,13 +104,7 @@ class PhaseNetConvLSTM(PhaseNet):
         return args
 
 
-# Tuning entries beside the options they search (the shared ones live in tuning/space.py).
-SEARCH_SPACE: dict[str, dict] = {
-    "convlstm_hidden": {"type": "categorical", "choices": [32, 64, 128]},
-}
-
-
-def build(config: Config) -> nn.Module:
+def build(config: PhaseNetConvLSTMConfig) -> nn.Module:
     """PhaseNet with the configured ConvLSTM bottleneck."""
     return PhaseNetConvLSTM(
         filter_factor=config.filter_factor,

@@ -7,33 +7,13 @@ decoder sees the same shapes as in plain PhaseNet.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from seismic_ml.errors import SeismicMLError
-from seismic_ml.models.phasenet import PhaseNet, filter_factor_option
-from seismic_ml.options import ConfigBase, option
-
-
-@dataclass
-class Config(ConfigBase):
-    """Hyperparameters of PhaseNet with an LSTM bottleneck."""
-
-    filter_factor: int = filter_factor_option()
-    lstm_hidden_size: int = option(0, "LSTM hidden units (0: the bottleneck channel width)")
-    lstm_num_layers: int = option(1, "stacked LSTM layers", positive=True)
-    lstm_bidirectional: bool = option(True, "run the LSTM in both time directions")
-
-    def validate(self) -> None:
-        """Check field metadata, then that the hidden size is 0 (auto) or positive."""
-        super().validate()
-        if self.lstm_hidden_size < 0:
-            raise SeismicMLError(
-                f"lstm_hidden_size must be 0 (auto) or positive, got {self.lstm_hidden_size}"
-            )
+from seismic_ml.models.configs import PhaseNetLSTMConfig
+from seismic_ml.models.phasenet import PhaseNet
 
 
 class SequenceLSTM(nn.Module):
@@ -85,14 +65,7 @@ class PhaseNetLSTM(PhaseNet):
         return args
 
 
-# Tuning entries beside the options they search (the shared ones live in tuning/space.py).
-SEARCH_SPACE: dict[str, dict] = {
-    "lstm_hidden_size": {"type": "categorical", "choices": [0, 64, 128, 256]},
-    "lstm_num_layers": {"type": "int", "low": 1, "high": 2},
-}
-
-
-def build(config: Config) -> nn.Module:
+def build(config: PhaseNetLSTMConfig) -> nn.Module:
     """PhaseNet with the configured LSTM bottleneck."""
     return PhaseNetLSTM(
         filter_factor=config.filter_factor,

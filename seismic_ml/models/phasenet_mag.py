@@ -7,38 +7,21 @@ MagnitudeHead turns into the magnitude together with log10 of the removed amplit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from seismic_ml.models.configs import PhaseNetMagConfig
 from seismic_ml.models.magnitude import (
     COMPONENT_ORDER,
     SAMPLING_RATE,
     AmplitudeNormalizer,
-    MagnitudeConfig,
     MagnitudeHead,
     TimePooling,
-    check_dropout,
 )
-from seismic_ml.models.phasenet import IN_SAMPLES, PhaseNet, filter_factor_option
-from seismic_ml.options import option
+from seismic_ml.models.phasenet import IN_SAMPLES, PhaseNet
 
 # Channels of the U-Net's per-sample output, the features pooled over time.
 FEATURE_CHANNELS = 32
-
-
-@dataclass
-class Config(MagnitudeConfig):
-    """Hyperparameters of the PhaseNet-style magnitude regressor."""
-
-    filter_factor: int = filter_factor_option()
-    dropout: float = option(0.1, "dropout in the regression head")
-
-    def validate(self) -> None:
-        """Check field metadata and the dropout range."""
-        super().validate()
-        check_dropout(self.dropout)
 
 
 class PhaseNetMag(nn.Module):
@@ -69,11 +52,7 @@ class PhaseNetMag(nn.Module):
         return self.head(self.pool(features), log_scale)
 
 
-# Tuning entries beside the options they search (the shared ones live in tuning/space.py).
-SEARCH_SPACE: dict[str, dict] = {}
-
-
-def build(config: Config) -> nn.Module:
+def build(config: PhaseNetMagConfig) -> nn.Module:
     """The U-Net magnitude regressor for the configured width, norm and loss."""
     return PhaseNetMag(
         filter_factor=config.filter_factor,

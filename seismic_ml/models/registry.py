@@ -1,23 +1,21 @@
-"""The one map from a model type to its task, config dataclass, builder and training defaults."""
+"""The one map from a model type to its task, config dataclass, builder and training defaults.
+
+Importing it costs no torch: the configs live in models/configs.py, and each builder is named
+"module:function" and imported the first time a model of that type is built.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from types import ModuleType
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from seismic_ml.errors import SeismicMLError
-from seismic_ml.models import (
-    amag_v2,
-    eqtransformer_mag,
-    phasenet,
-    phasenet_conv_lstm,
-    phasenet_lstm,
-    phasenet_mag,
-)
+from seismic_ml.models import configs
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -26,34 +24,70 @@ class ModelSpec:
 
     task: str
     config_cls: type
-    build: Callable[[Any], nn.Module]
+    builder: str  # "module:function" taking the config and returning the network
     train_defaults: Mapping[str, Any]
     search_space: Mapping[str, Mapping[str, Any]]
     summary: str
 
+    def build(self, config: Any) -> nn.Module:
+        """The network for config; the builder's module (and torch) is imported on first use."""
+        module, _, function = self.builder.partition(":")
+        return getattr(importlib.import_module(module), function)(config)
 
-def _spec(task: str, module: ModuleType, lr: float, batch_size: int, summary: str) -> ModelSpec:
-    """A spec from a model module's Config, build and SEARCH_SPACE, with its training defaults."""
-    defaults = {"learning_rate": lr, "batch_size": batch_size, "warmup_epochs": 5.0}
-    return ModelSpec(task, module.Config, module.build, defaults, module.SEARCH_SPACE, summary)
+
+def _defaults(lr: float, batch_size: int) -> dict[str, Any]:
+    """A model's training defaults: its learning rate and batch size, 5 warmup epochs."""
+    return {"learning_rate": lr, "batch_size": batch_size, "warmup_epochs": 5.0}
 
 
 MODELS: dict[str, ModelSpec] = {
-    "phasenet": _spec("phase", phasenet, 1e-3, 256, "seisbench PhaseNet"),
-    "phasenet_lstm": _spec(
-        "phase", phasenet_lstm, 1e-3, 256, "PhaseNet with a (Bi)LSTM bottleneck"
+    "phasenet": ModelSpec(
+        task="phase",
+        config_cls=configs.PhaseNetConfig,
+        builder="seismic_ml.models.phasenet:build",
+        train_defaults=_defaults(lr=1e-3, batch_size=256),
+        search_space=configs.PHASENET_SEARCH_SPACE,
+        summary="seisbench PhaseNet",
     ),
-    "phasenet_conv_lstm": _spec(
-        "phase", phasenet_conv_lstm, 1e-3, 256, "PhaseNet with a convolutional LSTM bottleneck"
+    "phasenet_lstm": ModelSpec(
+        task="phase",
+        config_cls=configs.PhaseNetLSTMConfig,
+        builder="seismic_ml.models.phasenet_lstm:build",
+        train_defaults=_defaults(lr=1e-3, batch_size=256),
+        search_space=configs.PHASENET_LSTM_SEARCH_SPACE,
+        summary="PhaseNet with a (Bi)LSTM bottleneck",
     ),
-    "phasenet_mag": _spec(
-        "magnitude", phasenet_mag, 1e-3, 32, "PhaseNet-style U-Net magnitude regressor"
+    "phasenet_conv_lstm": ModelSpec(
+        task="phase",
+        config_cls=configs.PhaseNetConvLSTMConfig,
+        builder="seismic_ml.models.phasenet_conv_lstm:build",
+        train_defaults=_defaults(lr=1e-3, batch_size=256),
+        search_space=configs.PHASENET_CONV_LSTM_SEARCH_SPACE,
+        summary="PhaseNet with a convolutional LSTM bottleneck",
     ),
-    "eqtransformer_mag": _spec(
-        "magnitude", eqtransformer_mag, 1e-4, 16, "EQTransformer-style encoder + transformer"
+    "phasenet_mag": ModelSpec(
+        task="magnitude",
+        config_cls=configs.PhaseNetMagConfig,
+        builder="seismic_ml.models.phasenet_mag:build",
+        train_defaults=_defaults(lr=1e-3, batch_size=32),
+        search_space=configs.PHASENET_MAG_SEARCH_SPACE,
+        summary="PhaseNet-style U-Net magnitude regressor",
     ),
-    "amag_v2": _spec(
-        "magnitude", amag_v2, 1e-3, 64, "MagnitudeNet: CNN, BiLSTM, attention, regression head"
+    "eqtransformer_mag": ModelSpec(
+        task="magnitude",
+        config_cls=configs.EQTransformerMagConfig,
+        builder="seismic_ml.models.eqtransformer_mag:build",
+        train_defaults=_defaults(lr=1e-4, batch_size=16),
+        search_space=configs.EQTRANSFORMER_MAG_SEARCH_SPACE,
+        summary="EQTransformer-style encoder + transformer",
+    ),
+    "amag_v2": ModelSpec(
+        task="magnitude",
+        config_cls=configs.AmagV2Config,
+        builder="seismic_ml.models.amag_v2:build",
+        train_defaults=_defaults(lr=1e-3, batch_size=64),
+        search_space=configs.AMAG_V2_SEARCH_SPACE,
+        summary="MagnitudeNet: CNN, BiLSTM, attention, regression head",
     ),
 }
 

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from seismic_ml.cli.evaluation import eval_mag, eval_phase
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig
 from seismic_ml.evaluation.evaluate import EVALUATED_MODEL_TAG, EVALUATED_RUN_TAG
-from seismic_ml.models import amag_v2, phasenet_lstm
+from seismic_ml.models.configs import AmagV2Config, PhaseNetLSTMConfig
 from seismic_ml.tracking.loader import source_run_id
 from seismic_ml.training.train import TrackingOptions, train
 
@@ -34,11 +34,11 @@ def trained(mlflow_server: str) -> dict:
         experiment = f"eval-{uuid.uuid4().hex[:8]}"
         name = f"seismic-eval-{uuid.uuid4().hex[:8]}"
         data = DataConfig(dataset=DATASET)
-        phase_model = phasenet_lstm.Config(lstm_hidden_size=8, lstm_bidirectional=False)
+        phase_model = PhaseNetLSTMConfig(lstm_hidden_size=8, lstm_bidirectional=False)
         phase = train(
             RunConfig("phasenet_lstm", phase_model, data, TINY), TrackingOptions(experiment)
         )
-        mag_model = amag_v2.Config(
+        mag_model = AmagV2Config(
             lstm_hidden=8, attention_heads=2, lstm_layers=1, loss="gaussian_nll"
         )
         mag = train(

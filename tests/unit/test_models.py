@@ -17,13 +17,14 @@ import seisbench.util as sbu
 import torch
 
 from seismic_ml.errors import SeismicMLError
-from seismic_ml.models import (
-    amag_v2,
-    eqtransformer_mag,
-    phasenet,
-    phasenet_conv_lstm,
-    phasenet_lstm,
-    phasenet_mag,
+from seismic_ml.models import phasenet_conv_lstm
+from seismic_ml.models.configs import (
+    AmagV2Config,
+    EQTransformerMagConfig,
+    PhaseNetConfig,
+    PhaseNetConvLSTMConfig,
+    PhaseNetLSTMConfig,
+    PhaseNetMagConfig,
 )
 from seismic_ml.models.magnitude import AmplitudeNormalizer, magnitude_loss, split_output
 from seismic_ml.models.registry import MODELS, build_model, get_spec, model_types
@@ -34,14 +35,14 @@ MODELS_TABLE = Path(__file__).parents[2] / "README.md"
 
 # Small but non-default-shaped configs that keep the shape/gradient/round-trip tests fast.
 SMALL = {
-    "phasenet": phasenet.Config(),
-    "phasenet_lstm": phasenet_lstm.Config(lstm_hidden_size=16),
-    "phasenet_conv_lstm": phasenet_conv_lstm.Config(convlstm_hidden=8),
-    "phasenet_mag": phasenet_mag.Config(),
-    "eqtransformer_mag": eqtransformer_mag.Config(
+    "phasenet": PhaseNetConfig(),
+    "phasenet_lstm": PhaseNetLSTMConfig(lstm_hidden_size=16),
+    "phasenet_conv_lstm": PhaseNetConvLSTMConfig(convlstm_hidden=8),
+    "phasenet_mag": PhaseNetMagConfig(),
+    "eqtransformer_mag": EQTransformerMagConfig(
         transformer_d_model=32, transformer_nhead=4, transformer_dim_feedforward=64
     ),
-    "amag_v2": amag_v2.Config(lstm_hidden=16, attention_heads=2),
+    "amag_v2": AmagV2Config(lstm_hidden=16, attention_heads=2),
 }
 
 
@@ -140,9 +141,9 @@ def test_state_dict_and_pickle_round_trip(model_type):
 @pytest.mark.parametrize(
     "model_type, config",
     [
-        ("phasenet", phasenet.Config(filter_factor=2)),
-        ("phasenet_lstm", phasenet_lstm.Config(lstm_hidden_size=8, lstm_bidirectional=False)),
-        ("phasenet_conv_lstm", phasenet_conv_lstm.Config(convlstm_hidden=8, convlstm_chunk=4)),
+        ("phasenet", PhaseNetConfig(filter_factor=2)),
+        ("phasenet_lstm", PhaseNetLSTMConfig(lstm_hidden_size=8, lstm_bidirectional=False)),
+        ("phasenet_conv_lstm", PhaseNetConvLSTMConfig(convlstm_hidden=8, convlstm_chunk=4)),
     ],
 )
 def test_phase_model_seisbench_save_load(model_type, config, tmp_path):
@@ -156,7 +157,7 @@ def test_phase_model_seisbench_save_load(model_type, config, tmp_path):
 
 def test_phasenet_is_seisbench_phasenet():
     reference = sbm.PhaseNet().eval()
-    model = build("phasenet", phasenet.Config()).eval()
+    model = build("phasenet", PhaseNetConfig()).eval()
     model.load_state_dict(reference.state_dict(), strict=True)
     x = waveforms(model)
     with torch.no_grad():
@@ -266,7 +267,7 @@ def test_every_option_changes_the_model(model_type, field_name):
 
 def test_lstm_options_change_parameter_count():
     def count(**kw) -> int:
-        return n_params(build("phasenet_lstm", phasenet_lstm.Config(**kw)))
+        return n_params(build("phasenet_lstm", PhaseNetLSTMConfig(**kw)))
 
     assert count(lstm_bidirectional=False) < count()
     assert count(lstm_num_layers=2) > count()
@@ -374,7 +375,7 @@ def test_unknown_model_type_lists_valid_names():
 
 def test_build_model_rejects_another_models_config():
     with pytest.raises(SeismicMLError, match="phasenet_lstm"):
-        build_model("phasenet_lstm", phasenet.Config())
+        build_model("phasenet_lstm", PhaseNetConfig())
 
 
 # --- losses -----------------------------------------------------------------------------------
@@ -405,7 +406,7 @@ def test_magnitude_loss_rejects_mismatched_outputs_and_unknown_names():
 
 
 def test_amag_v2_default_size():
-    assert 800_000 <= n_params(build("amag_v2", amag_v2.Config())) <= 1_600_000
+    assert 800_000 <= n_params(build("amag_v2", AmagV2Config())) <= 1_600_000
 
 
 def test_models_table_matches_built_models():

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from seismic_ml.cli.evaluation import predict
 from seismic_ml.config import RunConfig
 from seismic_ml.data.registry import load_dataset
-from seismic_ml.models import amag_v2, phasenet
+from seismic_ml.models.configs import AmagV2Config, PhaseNetConfig
 from seismic_ml.models.registry import build_model
 from seismic_ml.tracking import artifacts, model_io
 
@@ -29,8 +29,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """An untrained phase model and a small magnitude model, logged as training logs them."""
     torch.manual_seed(0)
     configs = {
-        "phase": RunConfig("phasenet", phasenet.Config()),
-        "magnitude": RunConfig("amag_v2", amag_v2.Config(lstm_hidden=8, attention_heads=2)),
+        "phase": RunConfig("phasenet", PhaseNetConfig()),
+        "magnitude": RunConfig("amag_v2", AmagV2Config(lstm_hidden=8, attention_heads=2)),
     }
     built = {t: build_model(c.model_type, c.model).eval() for t, c in configs.items()}
     mlflow.set_experiment("predict-tests")
