@@ -14,7 +14,7 @@ PORT ?= 5000
 WORKERS ?= 2
 AUTH ?=
 
-.PHONY: install demo test ui-check lint clean server
+.PHONY: install demo test ui-check lint clean server bench
 
 $(BIN)/seismic-ml: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q -ra
+
+# the benchmark suite (issue #13): benchmarks/results/bench.json and bench.md; BENCH_ARGS
+# passes options on, e.g. BENCH_ARGS="--quick", "--only training,data", "--suite-seconds 300"
+BENCH_ARGS ?=
+bench: install
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 # `mlflow ui` over two fresh training runs, checked in headless Chromium (apt-get install chromium)
 ui-check: install

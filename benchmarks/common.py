@@ -1,0 +1,226 @@
+"""What every comparison shares: sizes, figures with targets, timing, the tracking server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+EXPERIMENT = "seismic-ml-bench"
+MLFLOW = str(Path(sys.executable).with_name("mlflow"))
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each measurement is; --quick shrinks every one of them."""
+
+    dataset: str = "synthetic:1200"
+    batch: int = 64
+    epochs: int = 3  # of each tracked run; the first (warm-up) is left out of windows/s
+    max_steps: int = 0  # optimizer steps per epoch, 0: the whole training split
+    seed: int = 42
+    tracking_steps: int = 2000
+    sync_steps: int = 100
+    synthetic_traces: int = 2000
+    help_runs: int = 5
+    mem_traces: int = 30000
+    mem_budget: str = "1GB"
+    mem_preload_budget: str = "4GB"
+    mem_steps: int = 30
+
+
+QUICK = Sizes(
+    dataset="synthetic:200",
+    epochs=2,
+    max_steps=2,
+    tracking_steps=200,
+    sync_steps=10,
+    synthetic_traces=200,
+    help_runs=2,
+    mem_traces=3000,
+    mem_budget="100MB",
+    mem_preload_budget="1GB",
+    mem_steps=3,
+)
+
+
+def sizes(quick: bool, **overrides: Any) -> Sizes:
+    """The default or quick sizes with the given fields replaced (None: keep)."""
+    base = QUICK if quick else Sizes()
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass
+class Figure:
+    """One row of a table: a median over repeats, its reference, their ratio and the target."""
+
+    name: str
+    value: float
+    unit: str
+    samples: list[float]
+    reference: str = ""
+    reference_value: float | None = None
+    ratio: float | None = None
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able fields."""
+        return asdict(self)
+
+
+@dataclass
+class Section:
+    """One comparison: its figures and the notes that say how they were measured."""
+
+    key: str
+    title: str
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able fields."""
+        return {**asdict(self), "figures": [f.to_dict() for f in self.figures]}
+
+
+def median(values: list[float]) -> float:
+    """Median of the samples (NaN when there are none)."""
+    return statistics.median(values) if values else float("nan")
+
+
+def compare(
+    name: str,
+    values: list[float],
+    refs: list[float],
+    unit: str,
+    reference: str,
+    at_least: float | None = None,
+    target: str = "",
+) -> Figure:
+    """A figure against a reference measured back to back: median of the per-repeat ratios."""
+    ratios = [v / r for v, r in zip(values, refs) if r]
+    ratio = median(ratios) if ratios else None
+    met = None if at_least is None or ratio is None else ratio >= at_least
+    if at_least is not None and not target:
+        target = f">= {at_least:g}x"
+    return Figure(name, median(values), unit, values, reference, median(refs), ratio, target, met)
+
+
+def at_most(name: str, values: list[float], unit: str, limit: float, target: str) -> Figure:
+    """A cost figure with an absolute ceiling."""
+    value = median(values)
+    return Figure(name, value, unit, values, target=target, met=value <= limit)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Wall seconds of fn() and its result."""
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def say(message: str) -> None:
+    """A progress line on stderr."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
+    """Poll /health until the server answers OK."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.read().decode().strip() == "OK":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"mlflow server at {url} not healthy after {timeout} s")
+
+
+def start_server(root: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """A local `mlflow server` (SQLite backend, served artifacts), waited for on /health."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(root / "server.log", "w")  # noqa: SIM115  (the server writes it while it runs)
+    proc = subprocess.Popen(
+        [MLFLOW, "server", "--backend-store-uri", f"sqlite:///{root}/backend.db",
+         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_healthy(url, proc)
+    except BaseException:
+        stop_server(proc)
+        raise
+    return proc, url
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Terminate the server and its workers (its own process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    except ProcessLookupError:
+        pass
+
+
+@contextmanager
+def tracking_server(root: Path) -> Iterator[str]:
+    """A real local tracking server for the block: this process and its children use it."""
+    import mlflow
+
+    proc, url = start_server(root)
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = url
+    os.environ.setdefault("SEISMIC_ML_HOME", str(root / "seismic_ml_home"))
+    mlflow.set_tracking_uri(url)
+    try:
+        yield url
+    finally:
+        stop_server(proc)
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def run_config(model_type: str, size: Sizes, precision: str = "fp32", **data: Any) -> Any:
+    """The RunConfig every training comparison uses: default model size, CPU, no warmup."""
+    from seismic_ml.config import DataConfig, RunConfig, TrainConfig, checked
+    from seismic_ml.models.registry import MODELS
+
+    train = TrainConfig(
+        epochs=size.epochs,
+        batch_size=size.batch,
+        warmup_epochs=0,
+        seed=size.seed,
+        device="cpu",
+        precision=precision,
+        max_steps_per_epoch=size.max_steps,
+    )
+    config = MODELS[model_type].config_cls()
+    return checked(RunConfig(model_type, config, DataConfig(dataset=size.dataset, **data), train))
