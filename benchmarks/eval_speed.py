@@ -26,18 +26,24 @@ def trained_run(model_type: str, size: Sizes) -> str:
 
 
 def eval_windows(task: str, model: nn.Module, cfg: Any) -> tuple[Any, Dataset]:
-    """The test split and the fixed-window generator evaluate() scores on."""
+    """The test split and the batched fixed windows evaluate() scores on."""
     from seismic_ml.data import pipelines
+    from seismic_ml.data.batches import MagnitudeBatches
     from seismic_ml.data.quality import screen
     from seismic_ml.data.registry import get_split, load_dataset
-    from seismic_ml.evaluation.inference import WINDOW_SEED
-    from seismic_ml.evaluation.scoring_phase import phase_generator
+    from seismic_ml.evaluation.inference import WINDOW_SEED, open_split
+    from seismic_ml.evaluation.scoring_phase import phase_windows
 
     data, _ = screen(get_split(load_dataset(cfg.data.dataset), "test"), "test")
     if task == "phase":
-        return data, phase_generator(model, data, cfg)
+        return data, phase_windows(model, data, cfg)
     subset = pipelines.magnitude_subset(data, cfg.data.magnitude_type)
-    return data, pipelines.magnitude_eval_generator(subset, model.in_samples, WINDOW_SEED)
+    starts = pipelines.eval_windows(
+        subset.metadata, model.in_samples, WINDOW_SEED, pipelines.P_OFFSET_RANGE
+    )["start_sample"].to_numpy()
+    windows = MagnitudeBatches(open_split(subset, cfg), subset, model.in_samples)
+    windows.fixed_starts = starts
+    return data, windows
 
 
 def scorer(task: str, model: nn.Module, data: Any, cfg: Any, batch: int) -> Callable[[], Any]:
@@ -71,7 +77,7 @@ def one_task(task: str, size: Sizes, repeats: int) -> list[Any]:
     trained = load_source(Source(run_id))
     model, cfg = trained.module, trained.config
     data, generator = eval_windows(task, model, cfg)
-    inputs = [b["X"] for b in batches(generator, size.batch)]
+    inputs = [b["X"] for _, b in batches(generator, size.batch)]
     n = sum(len(x) for x in inputs)
     col: dict[str, list[float]] = {k: [] for k in ("whole", "scoring", "windows", "forward")}
     for i in range(repeats):
@@ -105,9 +111,9 @@ def run(size: Sizes, repeats: int) -> Section:
             "whole command: seismic_ml.evaluation.evaluate.evaluate() as `eval-phase` / "
             "`eval-mag --run-id` call it: model download and rebuild, dataset load, an MLflow "
             "evaluation run, scoring, tables and metrics logged (no plots).",
-            "scoring: score_phase / score_magnitude alone: seisbench SteeredGenerator windows, "
+            "scoring: score_phase / score_magnitude alone: the batched fixed windows, "
             "the forward, the classical baseline (STA/LTA or Wood-Anderson ML) and the metrics.",
-            "window generator alone: iterating the evaluation DataLoader (no model).",
+            "window generator alone: cutting the evaluation's batches (no model).",
             "bare forward: model(x) in eval mode under no_grad over the same windows, "
             "pre-cut, in batches of the same size.",
         ],

@@ -24,7 +24,7 @@ from seismic_ml.data.synthetic import (
     VP_KM_S,
     VS_KM_S,
     hutton_boore_minus_log_a0,
-    wood_anderson_peak_mm,
+    wood_anderson_peaks_mm,
 )
 
 
@@ -95,7 +95,7 @@ def ml_baseline(
     windows_counts: np.ndarray, distance_km: np.ndarray, sampling_rate: float
 ) -> np.ndarray:
     """Local magnitude per (3, N) ZNE window of raw counts; NaN where the distance is unknown."""
-    peaks = np.array([wood_anderson_peak_mm(w, sampling_rate) for w in windows_counts])
+    peaks = wood_anderson_peaks_mm(windows_counts, sampling_rate)
     distance = np.asarray(distance_km, dtype=float)
     return np.where(np.isfinite(distance), local_magnitude(peaks, distance), np.nan)
 

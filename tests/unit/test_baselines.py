@@ -76,3 +76,28 @@ def test_ml_baseline_on_synthetic_test_split_has_realistic_scatter():
     assert np.isfinite(residual).all()
     assert residual.std() < 0.4
     assert abs(residual.mean()) < 0.15
+
+
+def test_batched_wood_anderson_equals_obspy_simulate_seismometer_per_trace():
+    from obspy.signal.invsim import simulate_seismometer
+
+    from seismic_ml.data import synthetic as syn
+
+    rng = np.random.default_rng(3)
+    windows = rng.normal(size=(5, 3, 3001)) * 1e4 + np.linspace(0, 80, 3001)
+    expected = [
+        max(
+            np.abs(
+                simulate_seismometer(
+                    row / syn.GAIN_COUNTS_PER_M_S,
+                    100.0,
+                    paz_remove=None,
+                    paz_simulate=syn.WOOD_ANDERSON_PAZ_VELOCITY,
+                )
+            ).max()
+            * 1000.0
+            for row in window[1:3]
+        )
+        for window in windows
+    ]
+    np.testing.assert_allclose(syn.wood_anderson_peaks_mm(windows, 100.0), expected, rtol=1e-9)
