@@ -101,3 +101,20 @@ def test_batched_wood_anderson_equals_obspy_simulate_seismometer_per_trace():
         for window in windows
     ]
     np.testing.assert_allclose(syn.wood_anderson_peaks_mm(windows, 100.0), expected, rtol=1e-9)
+
+
+def test_batched_sta_lta_equals_obspy_per_window():
+    from obspy.signal.filter import bandpass
+    from obspy.signal.trigger import recursive_sta_lta, trigger_onset
+
+    rng = np.random.default_rng(1)
+    windows = rng.normal(size=(6, 3, 3001))
+    windows[:3, :, 1500:] += 8 * rng.normal(size=(3, 3, 1501))
+    picks, scores = baselines.sta_lta_picks(windows, 100.0)
+    for window, pick, score in zip(windows, picks, scores, strict=True):
+        z = bandpass(window[0] - window[0].mean(), 1.0, 20.0, 100.0, corners=2)
+        cft = recursive_sta_lta(z, 30, 200)
+        onsets = trigger_onset(cft, 3.0, 1.0)
+        assert score == pytest.approx(cft.max(), rel=1e-12)
+        assert (pick == onsets[0][0]) if len(onsets) else np.isnan(pick)
+    assert np.isfinite(picks[:3]).all()
