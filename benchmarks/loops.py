@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import numpy as np
 import seisbench.data as sbd
 import seisbench.util
 import torch
@@ -170,8 +169,3 @@ def steps_per_epoch(n_windows: int, batch: int, cap: int) -> int:
     """Optimizer steps of one epoch over n windows (capped when cap > 0)."""
     n = math.ceil(n_windows / batch)
     return min(n, cap) if cap else n
-
-
-def as_float(values: Iterable[Any]) -> list[float]:
-    """Plain floats (JSON)."""
-    return [float(np.asarray(v)) for v in values]

@@ -20,14 +20,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import common
-import data_path
-import environment
-import eval_speed
-import fixed_costs
-import memory_paths
-import report
-import tracking_overhead
-import training_speed
 from common import Section, Sizes, say
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -40,7 +32,15 @@ COMPARISONS = ("training", "data", "tracking", "evaluation", "fixed", "memory")
 
 
 def comparison(name: str) -> Callable[[Sizes, int, argparse.Namespace], Section]:
-    """The function that runs one comparison."""
+    """The function that runs one comparison (imported late: QUIET_ENV must come first, as
+    tqdm reads its environment when it is imported)."""
+    import data_path
+    import eval_speed
+    import fixed_costs
+    import memory_paths
+    import tracking_overhead
+    import training_speed
+
     table = {
         "training": lambda s, r, a: training_speed.run(s, r),
         "data": lambda s, r, a: data_path.run(s, r),
@@ -81,6 +81,8 @@ def quiet_package() -> None:
 
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    import mlflow  # noqa: F401  (it sets its logger's level on import: import it first)
+
     progress.set_quiet(True)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
@@ -112,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         mem_traces=args.mem_traces,
         mem_budget=args.mem_budget,
     )
+    import environment
+    import report
+
     header, started = environment.header(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="seismic_ml_bench_") as tmp:
         with common.tracking_server(Path(tmp)):
