@@ -38,8 +38,12 @@ def cli(quiet: bool) -> None:
     """Seismic phase picking and magnitude estimation, tracked in MLflow."""
     progress.set_quiet(quiet)
     logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, format="%(message)s")
-    # MLflow's INFO lines (table creation, system-metrics start and stop) are not for users
-    logging.getLogger("mlflow").setLevel(logging.ERROR if quiet else logging.WARNING)
+    # MLflow's INFO lines (table creation, system-metrics start and stop) are not for users.
+    # mlflow sets its loggers' level when it is imported, which now happens later, inside a
+    # command: its own variable says which level (a user's setting wins).
+    level = "ERROR" if quiet else "WARNING"
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", level)
+    logging.getLogger("mlflow").setLevel(level)
 
 
 def _section_options(cls: type) -> list[click.Option]:

@@ -58,3 +58,19 @@ def test_python_dash_m_subcommand_help_leaves_the_heavy_libraries_unloaded() -> 
     code += "try:\n    runpy.run_module('seismic_ml', run_name='__main__')\n"
     code += "except SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
     assert loaded_after(code) == "[]"
+
+
+@pytest.mark.parametrize("quiet, level", [([], "WARNING"), (["--quiet"], "ERROR")])
+def test_mlflow_imported_after_the_cli_starts_keeps_its_info_lines_quiet(quiet, level) -> None:
+    """mlflow configures its loggers on import, inside a command: they must stay quiet."""
+    code = f"""
+import logging, os
+os.environ.pop("MLFLOW_LOGGING_LEVEL", None)
+from seismic_ml.cli.main import cli
+cli.main([*{quiet!r}, "data", "--help"], standalone_mode=False)
+import mlflow
+print(logging.getLevelName(logging.getLogger("mlflow").getEffectiveLevel()))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == level, done.stdout + done.stderr
