@@ -28,22 +28,16 @@ def trained_run(model_type: str, size: Sizes) -> str:
 def eval_windows(task: str, model: nn.Module, cfg: Any) -> tuple[Any, Dataset]:
     """The test split and the batched fixed windows evaluate() scores on."""
     from seismic_ml.data import pipelines
-    from seismic_ml.data.batches import MagnitudeBatches
     from seismic_ml.data.quality import screen
     from seismic_ml.data.registry import get_split, load_dataset
-    from seismic_ml.evaluation.inference import WINDOW_SEED, open_split
+    from seismic_ml.evaluation.scoring_magnitude import magnitude_windows
     from seismic_ml.evaluation.scoring_phase import phase_windows
 
     data, _ = screen(get_split(load_dataset(cfg.data.dataset), "test"), "test")
     if task == "phase":
         return data, phase_windows(model, data, cfg)
     subset = pipelines.magnitude_subset(data, cfg.data.magnitude_type)
-    starts = pipelines.eval_windows(
-        subset.metadata, model.in_samples, WINDOW_SEED, pipelines.P_OFFSET_RANGE
-    )["start_sample"].to_numpy()
-    windows = MagnitudeBatches(open_split(subset, cfg), subset, model.in_samples)
-    windows.fixed_starts = starts
-    return data, windows
+    return data, magnitude_windows(model, subset, cfg)
 
 
 def scorer(task: str, model: nn.Module, data: Any, cfg: Any, batch: int) -> Callable[[], Any]:

@@ -22,11 +22,15 @@ import seisbench.data as sbd
 import torch
 from torch.utils.data import Dataset
 
+from seismic_ml.data.pipelines import (
+    EVAL_PHASE_OFFSET_RANGE,
+    P_OFFSET_RANGE,
+    PHASE_CONTEXT,
+    eval_windows,
+)
 from seismic_ml.data.registry import first_pick, pick_columns
 from seismic_ml.data.waveforms import WaveformSource
 
-PHASE_CONTEXT = 6000  # the window around a pick that a training window is drawn from
-P_OFFSET_RANGE = (100, 1000)  # samples of P offset in a magnitude window
 EPS = 1e-10  # as seisbench's Normalize
 
 
@@ -102,6 +106,16 @@ class WindowBatches(Dataset):
         """The batch's random draws: a function of seed, epoch and the rows only."""
         return np.random.default_rng([self.seed, self.epoch, *rows.tolist()])
 
+    def steered_starts(
+        self, window_seed: int | None, offset_range: tuple[int, int]
+    ) -> np.ndarray | None:
+        """Fixed window starts (validation, evaluation) as seisbench's steered windows use them,
+        seeded by window_seed; None: random windows (training)."""
+        if window_seed is None:
+            return None
+        table = eval_windows(self.metadata, self.windowlen, window_seed, offset_range)
+        return table["start_sample"].to_numpy()
+
     def __getitem__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         rows = np.asarray(indices, dtype=np.int64).reshape(-1)
         x, y = self.batch(rows)
@@ -124,12 +138,12 @@ class PhaseBatches(WindowBatches):
         sigma: float,
         norm: str = "std",
         seed: int = 0,
-        fixed_starts: np.ndarray | None = None,
+        window_seed: int | None = None,
     ) -> None:
         super().__init__(source, dataset, windowlen, seed)
         self.labels, self.sigma, self.norm = labels, sigma, norm
         self.picks, self.phases = pick_table(self.metadata)
-        self.fixed_starts = fixed_starts
+        self.fixed_starts = self.steered_starts(window_seed, EVAL_PHASE_OFFSET_RANGE)
 
     def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cut, normalise and label the rows' windows."""
@@ -176,12 +190,12 @@ class MagnitudeBatches(WindowBatches):
         dataset: sbd.WaveformDataset,
         windowlen: int,
         seed: int = 0,
-        fixed_starts: np.ndarray | None = None,
+        window_seed: int | None = None,
     ) -> None:
         super().__init__(source, dataset, windowlen, seed)
         self.p = first_pick(self.metadata, "P").to_numpy(dtype=float)
         self.magnitude = pd.to_numeric(self.metadata["source_magnitude"]).to_numpy(dtype=np.float32)
-        self.fixed_starts = fixed_starts
+        self.fixed_starts = self.steered_starts(window_seed, P_OFFSET_RANGE)
 
     def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cut the rows' windows; the target is the trace's magnitude."""

@@ -36,12 +36,7 @@ def score_magnitude(
     """Per-trace model and ML-baseline metrics, the per-bin table and optional figures."""
     model = ready(model)
     subset = pipelines.magnitude_subset(data, cfg.data.magnitude_type)
-    starts = pipelines.eval_windows(
-        subset.metadata, model.in_samples, WINDOW_SEED, pipelines.P_OFFSET_RANGE
-    )["start_sample"].to_numpy()
-    windows = MagnitudeBatches(
-        open_split(subset, cfg), subset, model.in_samples, fixed_starts=starts
-    )
+    windows = magnitude_windows(model, subset, cfg)
     table = _magnitude_table(model, windows, subset.metadata, batch_size)
     sigma = table["pred_sigma"] if "pred_sigma" in table else None
     true = table["true_magnitude"]
@@ -59,6 +54,15 @@ def score_magnitude(
     if plot_dir is not None:
         scored.figures = [plots.plot_magnitude(table, plot_dir / "magnitude.png")]
     return scored
+
+
+def magnitude_windows(
+    model: nn.Module, subset: sbd.WaveformDataset, cfg: RunConfig
+) -> MagnitudeBatches:
+    """The deterministic magnitude windows, as in validation, at seeded starts."""
+    return MagnitudeBatches(
+        open_split(subset, cfg), subset, model.in_samples, window_seed=WINDOW_SEED
+    )
 
 
 def _magnitude_table(

@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from seismic_ml.config import RunConfig
-from seismic_ml.data import pipelines
 from seismic_ml.data.batches import PhaseBatches
 from seismic_ml.data.registry import SAMPLING_RATE
 from seismic_ml.evaluation import baselines, metrics, plots
@@ -30,9 +29,6 @@ N_EXAMPLES = 4
 
 def phase_windows(model: nn.Module, data: sbd.WaveformDataset, cfg: RunConfig) -> PhaseBatches:
     """The deterministic phase windows, as in validation, at seeded starts."""
-    starts = pipelines.eval_windows(
-        data.metadata, model.in_samples, WINDOW_SEED, pipelines.EVAL_PHASE_OFFSET_RANGE
-    )["start_sample"].to_numpy()
     return PhaseBatches(
         open_split(data, cfg),
         data,
@@ -40,7 +36,7 @@ def phase_windows(model: nn.Module, data: sbd.WaveformDataset, cfg: RunConfig) -
         model.labels,
         cfg.data.label_sigma,
         getattr(model, "norm", "std"),
-        fixed_starts=starts,
+        window_seed=WINDOW_SEED,
     )
 
 

@@ -64,12 +64,9 @@ class PhaseTask:
             "seed": seed,
         }
         self.labels = model.labels
-        starts = pipelines.eval_windows(
-            dev.metadata, model.in_samples, seed, pipelines.EVAL_PHASE_OFFSET_RANGE
-        )["start_sample"].to_numpy()
         return (
             PhaseBatches(train_source, train, **common),
-            PhaseBatches(dev_source, dev, fixed_starts=starts, **common),
+            PhaseBatches(dev_source, dev, window_seed=seed, **common),
         )
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -113,10 +110,9 @@ class MagnitudeTask:
             lambda split, name: pipelines.magnitude_subset(split, data.magnitude_type, name),
         )
         train_source, dev_source = open_split_sources(train, dev, data.memory_budget)
-        starts = pipelines.eval_windows(dev.metadata, length, seed, pipelines.P_OFFSET_RANGE)
         return (
             MagnitudeBatches(train_source, train, length, seed),
-            MagnitudeBatches(dev_source, dev, length, seed, starts["start_sample"].to_numpy()),
+            MagnitudeBatches(dev_source, dev, length, seed, window_seed=seed),
         )
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -49,11 +49,8 @@ def stacked(generator) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("labels, norm", [("NPS", "std"), ("PSN", "peak")])
 def test_phase_validation_batches_equal_seisbench_steered_windows(dev, labels, norm) -> None:
     reference = pipelines.phase_eval_generator(dev, labels, 3001, sigma=30, seed=3, norm=norm)
-    starts = pipelines.eval_windows(dev.metadata, 3001, 3, pipelines.EVAL_PHASE_OFFSET_RANGE)
     source = open_waveforms(dev, GB)
-    batches = PhaseBatches(
-        source, dev, 3001, labels, 30, norm, fixed_starts=starts["start_sample"].to_numpy()
-    )
+    batches = PhaseBatches(source, dev, 3001, labels, 30, norm, window_seed=3)
     ours = batches[all_rows(dev)]
     x, y = stacked(reference)
     np.testing.assert_allclose(ours["X"].numpy(), x, atol=2e-4, rtol=1e-4)
@@ -63,10 +60,7 @@ def test_phase_validation_batches_equal_seisbench_steered_windows(dev, labels, n
 def test_magnitude_validation_batches_equal_seisbench_steered_windows(dev) -> None:
     subset = pipelines.magnitude_subset(dev)
     reference = pipelines.magnitude_eval_generator(subset, 3001, seed=5)
-    starts = pipelines.eval_windows(subset.metadata, 3001, 5, pipelines.P_OFFSET_RANGE)
-    batches = MagnitudeBatches(
-        open_waveforms(subset, GB), subset, 3001, fixed_starts=starts["start_sample"].to_numpy()
-    )
+    batches = MagnitudeBatches(open_waveforms(subset, GB), subset, 3001, window_seed=5)
     ours = batches[all_rows(subset)]
     x, y = stacked(reference)
     np.testing.assert_array_equal(ours["X"].numpy(), x)
