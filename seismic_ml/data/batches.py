@@ -28,16 +28,16 @@ from seismic_ml.data.pipelines import (
     PHASE_CONTEXT,
     eval_windows,
 )
-from seismic_ml.data.registry import first_pick, pick_columns
+from seismic_ml.data.registry import first_pick, pick_columns, pick_samples
 from seismic_ml.data.waveforms import WaveformSource
 
 EPS = 1e-10  # as seisbench's Normalize
 
 
 def pick_table(metadata: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """Every pick column as floats (NaN: no pick) and the phase (P or S) of each column."""
+    """Every pick column in 100 Hz samples (NaN: no pick) and the phase (P or S) of each."""
     columns = pick_columns(metadata)
-    picks = metadata[list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    picks = pick_samples(metadata).to_numpy(dtype=float)
     return picks.reshape(len(metadata), len(columns)), list(columns.values())
 
 

@@ -9,7 +9,8 @@ import pandas as pd
 import seisbench.data as sbd
 import seisbench.generate as sbg
 
-from seismic_ml.data.registry import first_pick, non_numeric, pick_columns
+from seismic_ml.data.quality import drop_bad_rates
+from seismic_ml.data.registry import first_pick, non_numeric, pick_columns, trace_samples
 from seismic_ml.errors import SeismicMLError
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def magnitude_subset(
     dataset: sbd.WaveformDataset, magnitude_type: str = "", split: str = ""
 ) -> sbd.WaveformDataset:
     """Traces usable for magnitude: a finite magnitude, a P pick, the wanted magnitude type."""
+    dataset = drop_bad_rates(dataset, split)  # an unknown rate leaves no P pick to test for
     meta = dataset.metadata
     if "source_magnitude" not in meta.columns:
         raise SeismicMLError("the dataset has no source_magnitude column: no magnitude targets")
@@ -165,7 +167,7 @@ def eval_windows(
     """The control table of deterministic windows: P at a seeded offset, noise traces at random."""
     rng = np.random.default_rng(seed)
     p = first_pick(metadata, "P").to_numpy(dtype=float)
-    n_samples = _trace_samples(metadata)
+    n_samples = trace_samples(metadata, PHASE_CONTEXT)
     offsets = rng.integers(offset_range[0], offset_range[1], size=len(metadata))
     noise_starts = (rng.random(len(metadata)) * np.maximum(n_samples - windowlen, 1)).astype(int)
     start = np.where(np.isfinite(p), p - offsets, noise_starts)
@@ -177,14 +179,6 @@ def eval_windows(
             "end_sample": start + windowlen,
         }
     )
-
-
-def _trace_samples(metadata: pd.DataFrame) -> np.ndarray:
-    if "trace_npts" in metadata.columns:
-        return (
-            pd.to_numeric(metadata["trace_npts"], errors="coerce").fillna(PHASE_CONTEXT).to_numpy()
-        )
-    return np.full(len(metadata), PHASE_CONTEXT)
 
 
 def require_pick_columns(dataset: sbd.WaveformDataset) -> dict[str, str]:

@@ -12,18 +12,20 @@ import numpy as np
 import pandas as pd
 import seisbench.data as sbd
 
+from seismic_ml import progress
 from seismic_ml.data.registry import (
     FLOAT_COLUMNS,
+    RATE_COLUMN,
     SAMPLING_RATE,
     non_numeric,
     pick_columns,
+    source_rates,
     unreadable_waveforms,
 )
 from seismic_ml.errors import SeismicMLError
 
 log = logging.getLogger(__name__)
 SCREEN_BATCH = 256  # traces read per get_waveforms call: about 18 MB for 3 x 6000 float32
-RATE_COLUMN = "trace_sampling_rate_hz"
 
 
 @dataclass
@@ -61,7 +63,9 @@ def screen(
 ) -> tuple[sbd.WaveformDataset, ScreenReport]:
     """The dataset without traces of unusable sampling rate, NaN/Inf or all-zero waveforms."""
     where = f"{split} split: " if split else ""
-    dataset = _drop_bad_rates(dataset, where)
+    dataset = drop_bad_rates(dataset, split)
+    if split:
+        note_rates(dataset, split)
     nonfinite, zero = waveform_flags(dataset)
     report = ScreenReport(int(nonfinite.sum()), int(zero.sum()))
     keep = ~(nonfinite | zero)
@@ -76,7 +80,9 @@ def screen(
     return dataset.filter(keep, inplace=False), report
 
 
-def _drop_bad_rates(dataset: sbd.WaveformDataset, where: str) -> sbd.WaveformDataset:
+def drop_bad_rates(dataset: sbd.WaveformDataset, split: str = "") -> sbd.WaveformDataset:
+    """The dataset without traces whose sampling rate cannot be resampled to 100 Hz (warned)."""
+    where = f"{split} split: " if split else ""
     bad = ~usable_rate(dataset.metadata)
     if not bad.any():
         return dataset
@@ -91,10 +97,24 @@ def _drop_bad_rates(dataset: sbd.WaveformDataset, where: str) -> sbd.WaveformDat
 
 def usable_rate(meta: pd.DataFrame) -> np.ndarray:
     """True where a trace's sampling rate is a positive number seisbench can resample from."""
-    if RATE_COLUMN not in meta.columns:
-        return np.zeros(len(meta), dtype=bool)
-    rate = pd.to_numeric(meta[RATE_COLUMN], errors="coerce").to_numpy(dtype=float)
-    return np.isfinite(rate) & (rate > 0)
+    return np.isfinite(source_rates(meta))
+
+
+def rate_summary(meta: pd.DataFrame) -> str:
+    """How many traces are at 100 Hz and how many are resampled from which rate, in one line."""
+    rates = pd.Series(source_rates(meta)).dropna().round(3)
+    counts = rates.value_counts().sort_index()
+    native = int(counts.pop(float(SAMPLING_RATE))) if SAMPLING_RATE in counts.index else 0
+    parts = [f"{native} at {SAMPLING_RATE} Hz"]
+    parts += [f"{int(n)} resampled from {rate:g} Hz" for rate, n in counts.items()]
+    return f"{len(rates)} traces: " + ", ".join(parts)
+
+
+def note_rates(dataset: sbd.WaveformDataset, split: str) -> None:
+    """Tell the user which traces of a split are resampled to 100 Hz, and from which rates."""
+    rates = source_rates(dataset.metadata)
+    if np.any(np.abs(rates - SAMPLING_RATE) > 1e-3):
+        progress.note(f"{split} split: {rate_summary(dataset.metadata)}")
 
 
 def waveform_flags(dataset: sbd.WaveformDataset) -> tuple[np.ndarray, np.ndarray]:

@@ -25,8 +25,10 @@ SEISBENCH_DATASETS: dict[str, type[sbd.BenchmarkDataset]] = {
 DEFAULT_SYNTHETIC_TRACES = 2000
 _PICK_COLUMN = re.compile(r"^trace_(?P<phase>.+)_arrival_sample$")
 _SYNTHETIC = re.compile(r"^synthetic(?::(?P<n>\d+))?(?::(?P<seed>\d+))?$")
+RATE_COLUMN = "trace_sampling_rate_hz"
 # Columns seisbench reads as floats: a non-numeric value stops it from loading the metadata.
-FLOAT_COLUMNS = ("trace_sampling_rate_hz", "trace_dt_s")
+FLOAT_COLUMNS = (RATE_COLUMN, "trace_dt_s")
+_SAME_RATE = 1e-4  # seisbench's tolerance for "already at the target rate"
 
 
 class UnreadableMetadata(SeismicMLError):
@@ -79,6 +81,24 @@ def load_directory(path: Path) -> sbd.WaveformDataset:
         raise _unreadable_metadata(path / "metadata.csv", exc) from exc
     if len(dataset) == 0:
         raise SeismicMLError(f"{path} holds no traces")
+    return fill_rates_from_data_format(dataset)
+
+
+def fill_rates_from_data_format(dataset: sbd.WaveformDataset) -> sbd.WaveformDataset:
+    """Give traces without a rate in the metadata the HDF5 data_format's rate.
+
+    seisbench applies data_format's sampling_rate ("the rate of every trace") only when the
+    metadata has no rate column at all; a column with empty cells would leave those traces
+    unreadable at 100 Hz although the file says what their rate is.
+    """
+    declared = pd.to_numeric(pd.Series([dataset.data_format.get("sampling_rate")]), errors="coerce")
+    rate = float(declared.iloc[0])
+    meta = dataset.metadata
+    if RATE_COLUMN not in meta.columns or not np.isfinite(rate) or rate <= 0:
+        return dataset
+    missing = pd.to_numeric(meta[RATE_COLUMN], errors="coerce").isna()
+    if missing.any():
+        meta.loc[missing, RATE_COLUMN] = rate
     return dataset
 
 
@@ -88,7 +108,8 @@ def _load_seisbench(cls: type[sbd.BenchmarkDataset]) -> sbd.WaveformDataset:
     existed = path.exists()
     check_waveform_files(path)
     try:
-        return cls(sampling_rate=SAMPLING_RATE, component_order=COMPONENT_ORDER, cache=None)
+        dataset = cls(sampling_rate=SAMPLING_RATE, component_order=COMPONENT_ORDER, cache=None)
+        return fill_rates_from_data_format(dataset)
     except (OSError, ValueError) as exc:
         _remove_partial_download(path, existed)
         name = cls.__name__
@@ -161,12 +182,67 @@ def pick_columns(metadata: pd.DataFrame) -> dict[str, str]:
     return {col: phase for col, phase in mapping.items() if phase}
 
 
+def source_rates(metadata: pd.DataFrame) -> np.ndarray:
+    """Each trace's own sampling rate in Hz; NaN where unknown, zero, negative or not a number."""
+    if RATE_COLUMN not in metadata.columns:
+        return np.full(len(metadata), np.nan)
+    rate = pd.to_numeric(metadata[RATE_COLUMN], errors="coerce").to_numpy(dtype=float)
+    return np.where(np.isfinite(rate) & (rate > 0), rate, np.nan)
+
+
+def at_sampling_rate(metadata: pd.DataFrame, column: str) -> np.ndarray:
+    """A `*_sample` column in samples of the 100 Hz waveform (NaN: no value or unknown rate).
+
+    Datasets store sample positions at each trace's own rate; seisbench rescales them by
+    100 / rate only in the metadata `get_sample` returns, so everything that reads them from
+    `.metadata` goes through here.
+    """
+    values = pd.to_numeric(metadata[column], errors="coerce").to_numpy(dtype=float)
+    return values * (SAMPLING_RATE / source_rates(metadata))
+
+
+def pick_samples(metadata: pd.DataFrame) -> pd.DataFrame:
+    """Every pick column of the metadata at 100 Hz (NaN: no pick), in the metadata's order."""
+    return pd.DataFrame(
+        {column: at_sampling_rate(metadata, column) for column in pick_columns(metadata)},
+        index=metadata.index,
+    )
+
+
 def first_pick(metadata: pd.DataFrame, phase: str) -> pd.Series:
-    """Earliest pick sample of one phase per trace (NaN where the trace has none)."""
+    """Earliest pick of one phase per trace, in 100 Hz samples (NaN where the trace has none)."""
+    picks = pick_samples(metadata)
     columns = [col for col, p in pick_columns(metadata).items() if p == phase]
     if not columns:
         return pd.Series(np.nan, index=metadata.index)
-    return metadata[columns].apply(pd.to_numeric, errors="coerce").min(axis=1)
+    return picks[columns].min(axis=1)
+
+
+def resampled_npts(npts: np.ndarray, rate: np.ndarray) -> np.ndarray:
+    """Samples a trace of npts at rate has at 100 Hz, as seisbench's resampling makes them.
+
+    Unchanged at 100 Hz; scipy's decimate (ceil(n / q)) from an integer multiple q of 100 Hz;
+    scipy's resample (int(n * 100 / rate)) from any other rate.
+    """
+    npts, rate = np.asarray(npts, dtype=float), np.asarray(rate, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        same = np.abs(SAMPLING_RATE / rate - 1) < _SAME_RATE
+        factor = np.floor(rate / SAMPLING_RATE)
+        multiple = (np.mod(rate, SAMPLING_RATE) < _SAME_RATE) & (factor >= 1)
+        return np.where(
+            same,
+            npts,
+            np.where(multiple, np.ceil(npts / factor), np.floor(npts * SAMPLING_RATE / rate)),
+        )
+
+
+def trace_samples(metadata: pd.DataFrame, fallback: int) -> np.ndarray:
+    """Samples per trace at 100 Hz from trace_npts and the trace's rate (fallback if unknown)."""
+    if "trace_npts" not in metadata.columns:
+        return np.full(len(metadata), fallback, dtype=np.int64)
+    npts = pd.to_numeric(metadata["trace_npts"], errors="coerce").to_numpy(dtype=float)
+    samples = resampled_npts(npts, source_rates(metadata))
+    return np.where(np.isfinite(samples), samples, fallback).astype(np.int64)
 
 
 def get_split(dataset: sbd.WaveformDataset, split: str, max_traces: int = 0) -> sbd.WaveformDataset:

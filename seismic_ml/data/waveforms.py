@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import seisbench.data as sbd
 
-from seismic_ml.data.registry import SAMPLING_RATE
+from seismic_ml.data.registry import trace_samples
 
 log = logging.getLogger(__name__)
 BYTES_PER_SAMPLE = 4  # float32
@@ -35,14 +35,8 @@ class WaveformSource(Protocol):
 
 
 def trace_lengths(dataset: sbd.WaveformDataset, fallback: int) -> np.ndarray:
-    """Samples per trace at the dataset's sampling rate, from the metadata (fallback if absent)."""
-    meta = dataset.metadata
-    if "trace_npts" not in meta.columns:
-        return np.full(len(meta), fallback, dtype=np.int64)
-    npts = meta["trace_npts"].to_numpy(dtype=float)
-    if "trace_sampling_rate_hz" in meta.columns:
-        npts = npts * SAMPLING_RATE / meta["trace_sampling_rate_hz"].to_numpy(dtype=float)
-    return np.where(np.isfinite(npts), np.rint(npts), fallback).astype(np.int64)
+    """Samples per trace at 100 Hz, from the metadata (fallback where it does not say)."""
+    return trace_samples(dataset.metadata, fallback)
 
 
 def open_waveforms(

@@ -19,7 +19,7 @@ import pandas as pd
 from obspy.signal.filter import bandpass
 from obspy.signal.trigger import recursive_sta_lta, trigger_onset
 
-from seismic_ml.data.registry import first_pick
+from seismic_ml.data.registry import SAMPLING_RATE, first_pick
 from seismic_ml.data.synthetic import (
     VP_KM_S,
     VS_KM_S,
@@ -86,9 +86,9 @@ def hypocentral_distance_km(metadata: pd.DataFrame) -> np.ndarray:
         _column(metadata, "path_ep_distance_km"), _column(metadata, "source_depth_km")
     )
     distance = np.where(np.isfinite(distance), distance, epicentral)
-    rate = _column(metadata, "trace_sampling_rate_hz")
-    rate = np.where(np.isfinite(rate), rate, 100.0)
-    s_minus_p = (first_pick(metadata, "S") - first_pick(metadata, "P")).to_numpy(float) / rate
+    s_minus_p = (first_pick(metadata, "S") - first_pick(metadata, "P")).to_numpy(
+        float
+    ) / SAMPLING_RATE
     from_picks = np.where(s_minus_p > 0, s_minus_p_distance_km(s_minus_p), np.nan)
     return np.where(np.isfinite(distance), distance, from_picks)
 
