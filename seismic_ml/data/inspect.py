@@ -17,6 +17,7 @@ from seismic_ml.data.pipelines import phase_eval_generator  # noqa: E402
 from seismic_ml.data.quality import (  # noqa: E402
     Problem,
     metadata_problems,
+    rate_summary,
     usable_rate,
     waveform_flags,
     waveform_problems,
@@ -97,6 +98,7 @@ def summarize(meta: pd.DataFrame, name: str) -> str:
         lines.append("split: " + ", ".join(f"{s} {int(counts.get(s, 0))}" for s in SPLITS))
     else:
         lines.append("split: no split column (a seeded 70/10/20 split is used)")
+    lines.append(f"sampling rates: {rate_summary(meta)}")
     lines.append(_range_line(meta, "source_magnitude", "magnitude", ""))
     distance = "path_hyp_distance_km" if "path_hyp_distance_km" in meta else "path_ep_distance_km"
     lines.append(_range_line(meta, distance, "distance", " km"))

@@ -107,7 +107,9 @@ def rate_summary(meta: pd.DataFrame) -> str:
     native = int(counts.pop(float(SAMPLING_RATE))) if SAMPLING_RATE in counts.index else 0
     parts = [f"{native} at {SAMPLING_RATE} Hz"]
     parts += [f"{int(n)} resampled from {rate:g} Hz" for rate, n in counts.items()]
-    return f"{len(rates)} traces: " + ", ".join(parts)
+    if len(rates) < len(meta):
+        parts.append(f"{len(meta) - len(rates)} of unknown rate (left out)")
+    return f"{len(meta)} traces: " + ", ".join(parts)
 
 
 def note_rates(dataset: sbd.WaveformDataset, split: str) -> None:

@@ -223,3 +223,16 @@ def test_each_split_says_which_traces_are_resampled(mixed, capsys, caplog) -> No
         f"16 traces: {counts[100.0]} at 100 Hz, {counts[50.0]} resampled from 50 Hz, "
         f"{counts[200.0]} resampled from 200 Hz"
     )
+
+
+def test_inspect_names_the_rates_and_draws_windows_at_100_hz(mixed, tmp_path) -> None:
+    from seismic_ml.data.inspect import inspect_dataset
+
+    found = inspect_dataset(str(mixed.path), tmp_path)
+    line = next(x for x in found.summary.splitlines() if x.startswith("sampling rates: "))
+    counts = mixed.metadata["trace_sampling_rate_hz"].value_counts()
+    assert line == (
+        f"sampling rates: 48 traces: {counts[100.0]} at 100 Hz, {counts[50.0]} resampled from "
+        f"50 Hz, {counts[200.0]} resampled from 200 Hz"
+    )
+    assert found.figure is not None and found.figure.is_file()
