@@ -231,7 +231,13 @@ def data() -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="output directory")
 @click.option("--n-traces", "--n_traces", "n_traces", type=int, default=2000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def data_synth(out: Path, n_traces: int, seed: int) -> None:
+@click.option(
+    "--mixed-rates",
+    is_flag=True,
+    help="the variant shaped like ETHZ: 100/200/50 Hz and unset rates, 60 and 90 s traces, "
+    "Pg/P1/Sg/S1 picks at each trace's rate, some S picks and magnitudes missing",
+)
+def data_synth(out: Path, n_traces: int, seed: int, mixed_rates: bool) -> None:
     """Write the physics-based synthetic dataset in seisbench's format."""
     from seismic_ml.data.synthetic import write_synthetic
 
@@ -240,10 +246,11 @@ def data_synth(out: Path, n_traces: int, seed: int) -> None:
     if out.exists() and any(out.iterdir()):
         raise SeismicMLError(f"{out} exists and is not empty: refusing to overwrite it")
     try:
-        write_synthetic(out, n_traces=n_traces, seed=seed)
+        write_synthetic(out, n_traces=n_traces, seed=seed, mixed=mixed_rates)
     except OSError as exc:
         raise SeismicMLError(f"cannot write the dataset to {out}: {first_line(exc)}") from exc
-    click.echo(f"wrote {n_traces} traces to {out}")
+    kind = " (mixed sampling rates)" if mixed_rates else ""
+    click.echo(f"wrote {n_traces} traces{kind} to {out}")
 
 
 @data.command("inspect")

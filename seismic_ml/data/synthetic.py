@@ -10,6 +10,12 @@ distance where its Wood-Anderson amplitude falls to 0.03 mm.
 
 Wood-Anderson convention: static magnification 2800 (the value Hutton & Boore's -log A0 was
 derived with), poles -6.283 +- 4.7124j, applied to ground velocity with one zero at 0.
+
+The mixed variant (mixed=True) is shaped like ETHZ or GEOFON: traces at 100, 200 and 50 Hz and
+some whose rate cell is empty (stored at data_format's rate), some 90 s long, picks at each
+trace's own rate in Pg/P1 and Sg/S1 columns, some S picks and magnitudes missing. Its physics
+is the 100 Hz synthesis, resampled band-limited (see _at_rate): read back at 100 Hz, as
+seisbench does, a trace is close to what the plain set would hold.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import signal as sps
 from scipy import special
 
 from seismic_ml import progress
@@ -59,6 +67,14 @@ _S_TO_P = 5.0
 _Q = 400.0
 _P_RANGE = (500.0, 2500.0)
 _NFFT = 8192  # > TRACE_SAMPLES, so the causal filters' ringing never wraps onto the trace
+# Mixed set: (rate, share) per trace, NaN = empty rate cell, stored at SAMPLING_RATE.
+_MIXED_RATES = ((100.0, 0.50), (200.0, 0.30), (50.0, 0.15), (np.nan, 0.05))
+_LONG_FRACTION = 0.15
+_LONG_SAMPLES = 9000  # 90 s at SAMPLING_RATE
+_P_NAMES = ("Pg", "P1")
+_S_NAMES = ("Sg", "S1")
+_UNPICKED_S_FRACTION = 0.10
+_NO_MAGNITUDE_FRACTION = 0.05
 _CHUNK = 100
 _NETWORK_SEED = 1987
 _EPOCH = np.datetime64("2020-01-01T00:00:00", "us")
@@ -109,17 +125,18 @@ def wood_anderson_peaks_mm(windows_counts: np.ndarray, sampling_rate: float) -> 
     return np.abs(wa).max(axis=(1, 2)) * paz["sensitivity"] * 1000.0
 
 
-def synthetic_path(n_traces: int, seed: int = 0) -> Path:
-    """Where the dataset lives in the seisbench cache."""
+def synthetic_path(n_traces: int, seed: int = 0, mixed: bool = False) -> Path:
+    """Where the dataset (or its mixed-rate variant) lives in the seisbench cache."""
     import seisbench
 
-    return Path(seisbench.cache_root) / "datasets" / f"synthetic_{n_traces}_s{seed}"
+    name = "synthetic_mixed" if mixed else "synthetic"
+    return Path(seisbench.cache_root) / "datasets" / f"{name}_{n_traces}_s{seed}"
 
 
-def ensure_synthetic(n_traces: int = 2000, seed: int = 0) -> Path:
+def ensure_synthetic(n_traces: int = 2000, seed: int = 0, mixed: bool = False) -> Path:
     """Build the dataset into synthetic_path on first use (atomically); reuse it when present."""
     _check_arguments(n_traces, seed)
-    target = synthetic_path(n_traces, seed)
+    target = synthetic_path(n_traces, seed, mixed)
     if _is_complete(target):
         return target
     if target.exists() and any(target.iterdir()):
@@ -128,9 +145,10 @@ def ensure_synthetic(n_traces: int = 2000, seed: int = 0) -> Path:
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    progress.note(f"building the synthetic set ({n_traces} traces, seed {seed}) into {target}")
+    kind = "mixed-rate synthetic" if mixed else "synthetic"
+    progress.note(f"building the {kind} set ({n_traces} traces, seed {seed}) into {target}")
     try:
-        write_synthetic(tmp, n_traces, seed)
+        write_synthetic(tmp, n_traces, seed, mixed)
         os.replace(tmp, target)
         progress.note(f"built {target}")
     except OSError:
@@ -141,31 +159,78 @@ def ensure_synthetic(n_traces: int = 2000, seed: int = 0) -> Path:
     return target
 
 
-def write_synthetic(out_dir: Path, n_traces: int = 2000, seed: int = 0) -> Path:
+def write_synthetic(
+    out_dir: Path, n_traces: int = 2000, seed: int = 0, mixed: bool = False
+) -> Path:
     """Write the dataset into out_dir (metadata.csv + waveforms.hdf5); deterministic for (n, seed).
 
     trace_snr_db = 10 log10(S / N), S the mean power of the noise-free signal summed over Z, N
     and E in samples [p, p + 300) and N that of the noise alone in [p - 500, p - 50), with
     p = floor(trace_P_arrival_sample): a 3 s window from the P onset against 4.5 s before it.
+    In the mixed set (mixed=True) the same seconds, measured on the 100 Hz synthesis.
     """
     from seisbench.data import WaveformDataWriter
 
     _check_arguments(n_traces, seed)
     out_dir = Path(out_dir)
-    plan_seq, wave_seq = np.random.SeedSequence(seed).spawn(2)
+    plan_seq, wave_seq, mixed_seq = np.random.SeedSequence(seed).spawn(3)
     plan = _plan(np.random.default_rng(plan_seq), n_traces)
+    if mixed:
+        plan = _mix(np.random.default_rng(mixed_seq), plan)
     network = _network()
     chunks = range(0, n_traces, _CHUNK)
     rngs = [np.random.default_rng(s) for s in wave_seq.spawn(len(chunks))]
+    build = _mixed_chunk if mixed else _plain_chunk
     with WaveformDataWriter(out_dir / "metadata.csv", out_dir / "waveforms.hdf5") as writer:
         writer.data_format = _data_format()
         for start, rng in zip(chunks, rngs, strict=True):
-            rows = plan.iloc[start : start + _CHUNK].copy()
-            counts, snr = _synthesize(rows, network, rng)
-            rows["trace_snr_db"] = np.round(snr, 3)
-            for record, waveform in zip(_metadata(rows, network), counts, strict=True):
+            records, waveforms = build(plan.iloc[start : start + _CHUNK].copy(), network, rng)
+            for record, waveform in zip(records, waveforms, strict=True):
                 writer.add_trace(record, waveform)
     return out_dir
+
+
+def _plain_chunk(
+    rows: pd.DataFrame, network: _Network, rng: np.random.Generator
+) -> tuple[list[dict], list[np.ndarray]]:
+    """Records and integer-count waveforms (3, TRACE_SAMPLES) of some rows of the plain set."""
+    counts, snr = _synthesize(rows, network, rng)
+    rows["trace_snr_db"] = np.round(snr, 3)
+    return _metadata(rows, network), list(np.round(counts).astype(np.float32))
+
+
+def _mixed_chunk(
+    rows: pd.DataFrame, network: _Network, rng: np.random.Generator
+) -> tuple[list[dict], list[np.ndarray]]:
+    """Records and waveforms of some rows of the mixed set, each at its own rate and length."""
+    waveforms: list[np.ndarray] = [np.empty(0)] * len(rows)
+    snr = np.full(len(rows), np.nan)
+    n_samples = rows["n_samples"].to_numpy()
+    for n in np.unique(n_samples):  # one synthesis per trace length
+        at = np.flatnonzero(n_samples == n)
+        counts, snr[at] = _synthesize(rows.iloc[at], network, rng, int(n))
+        for i, x in zip(at, counts, strict=True):
+            waveforms[i] = _at_rate(x, rows["stored_rate"].iat[i])
+    rows["trace_snr_db"] = np.round(snr, 3)
+    return _mixed_metadata(rows, network), waveforms
+
+
+def _at_rate(counts: np.ndarray, rate: float) -> np.ndarray:
+    """Integer counts (float32) of a (3, n) SAMPLING_RATE trace, resampled band-limited to rate.
+
+    The 100 Hz synthesis stands for ground motion band-limited below 50 Hz (the attenuation
+    filter leaves little above 20 Hz, the noise falls with frequency). A 200 Hz channel records
+    that same motion: its sinc interpolation, with nothing new between 50 and 100 Hz. A 50 Hz
+    channel is what a digitiser delivers after its linear-phase anti-alias FIR and decimation,
+    which is what resample_poly(x, 1, 2) does (cut-off 25 Hz, where the signal is weak). Both
+    filters are linear-phase, so no arrival moves: picks scale with the rate, times stay. Counts
+    are rounded after resampling, as a digitiser quantises at its output rate.
+    """
+    ratio = Fraction(float(rate) / SAMPLING_RATE).limit_denominator(100)
+    if ratio != 1:
+        up, down = ratio.numerator, ratio.denominator
+        counts = sps.resample_poly(counts, up, down, axis=-1, padtype="line")
+    return np.round(counts).astype(np.float32)
 
 
 def _check_arguments(n_traces: int, seed: int) -> None:
@@ -340,22 +405,79 @@ def _split_names(fraction: np.ndarray) -> np.ndarray:
     return np.array([name for name, _ in _SPLITS], dtype=object)[np.searchsorted(edges, fraction)]
 
 
+def _mix(rng: np.random.Generator, plan: pd.DataFrame) -> pd.DataFrame:
+    """plan plus each trace's rate, length, pick columns and missing magnitude (mixed set)."""
+    plan = plan.copy()
+    n = len(plan)
+    plan["rate"] = _rates(rng, plan["split"].to_numpy())
+    plan["stored_rate"] = plan["rate"].fillna(SAMPLING_RATE)
+    long = np.zeros(n, dtype=bool)
+    long[rng.choice(n, round(_LONG_FRACTION * n), replace=False)] = True
+    plan["n_samples"] = np.where(long, _LONG_SAMPLES, TRACE_SAMPLES)
+    quake = ~plan["is_noise"].to_numpy()
+    plan["p_name"] = _pick_names(rng, quake, _P_NAMES, 0.0)
+    plan["s_name"] = _pick_names(rng, quake, _S_NAMES, _UNPICKED_S_FRACTION)
+    plan["no_magnitude"] = _without_magnitude(rng, plan)
+    return plan
+
+
+def _rates(rng: np.random.Generator, split: np.ndarray) -> np.ndarray:
+    """Each trace's rate (NaN: not written), in _MIXED_RATES' shares within every split."""
+    rates = np.full(len(split), np.nan)
+    edges = np.cumsum([share for _, share in _MIXED_RATES])[:-1]
+    values = np.array([rate for rate, _ in _MIXED_RATES])
+    for name, _ in _SPLITS:
+        at = np.flatnonzero(split == name)
+        rates[at] = values[np.searchsorted(edges, (rng.permutation(len(at)) + 0.5) / len(at))]
+    return rates
+
+
+def _pick_names(
+    rng: np.random.Generator, quake: np.ndarray, names: tuple[str, str], unpicked: float
+) -> np.ndarray:
+    """Which of names holds each event trace's pick: half each of those picked, '' if none."""
+    out = np.full(len(quake), "", dtype=object)
+    at = np.flatnonzero(quake)
+    position = (rng.permutation(len(at)) + 0.5) / len(at)
+    name = np.where(position < (1.0 + unpicked) / 2.0, names[0], names[1])
+    out[at] = np.where(position < unpicked, "", name)
+    return out
+
+
+def _without_magnitude(rng: np.random.Generator, plan: pd.DataFrame) -> np.ndarray:
+    """Traces of whole events, about _NO_MAGNITUDE_FRACTION of event traces, left unrated."""
+    quake = ~plan["is_noise"].to_numpy()
+    events, counts = np.unique(plan.loc[quake, "source_id"].to_numpy(), return_counts=True)
+    room = _NO_MAGNITUDE_FRACTION * counts.sum()
+    chosen = []
+    for k in rng.permutation(len(events)):
+        if counts[k] <= room:
+            chosen.append(events[k])
+            room -= counts[k]
+    return plan["source_id"].isin(chosen).to_numpy() & quake
+
+
 # ---------------------------------------------------------------- waveforms
 
 
 def _synthesize(
-    rows: pd.DataFrame, network: _Network, rng: np.random.Generator
+    rows: pd.DataFrame, network: _Network, rng: np.random.Generator, n: int = TRACE_SAMPLES
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Integer counts (k, 3, TRACE_SAMPLES) float32 and the SNR (dB, NaN for noise) of each row."""
+    """Unrounded counts (k, 3, n) at SAMPLING_RATE and the SNR (dB, NaN for noise) of each row."""
     station = rows["station"].to_numpy(dtype=int)
-    noise = _noise_counts(rng, network, station)
+    noise = _noise_counts(rng, network, station, n)
     signal = np.zeros_like(noise)
     quake = ~rows["is_noise"].to_numpy()
     if quake.any():
-        signal[quake] = _quake_velocity(rng, rows[quake], network) * GAIN_COUNTS_PER_M_S
+        signal[quake] = _quake_velocity(rng, rows[quake], network, n) * GAIN_COUNTS_PER_M_S
     snr = np.full(len(rows), np.nan)
     snr[quake] = _snr_db(signal[quake], noise[quake], rows.loc[quake, "p_sample"].to_numpy())
-    return np.round(signal + noise).astype(np.float32), snr
+    return signal + noise, snr
+
+
+def _nfft(n: int) -> int:
+    """FFT length for n-sample traces: _NFFT for 60 s, else a power of two with as much room."""
+    return max(_NFFT, 2 ** int(np.ceil(np.log2(n + _NFFT - TRACE_SAMPLES))))
 
 
 def _snr_db(signal: np.ndarray, noise: np.ndarray, p_sample: np.ndarray) -> np.ndarray:
@@ -372,38 +494,42 @@ def _window_power(x: np.ndarray, p0: np.ndarray, lo: int, hi: int) -> np.ndarray
     return (win**2).mean(axis=2).sum(axis=1)
 
 
-def _noise_counts(rng: np.random.Generator, network: _Network, station: np.ndarray) -> np.ndarray:
+def _noise_counts(
+    rng: np.random.Generator, network: _Network, station: np.ndarray, n: int = TRACE_SAMPLES
+) -> np.ndarray:
     """Stationary coloured noise (power ~ f^-slope above 0.3 Hz), station level in counts rms."""
-    white = rng.standard_normal((len(station), 3, TRACE_SAMPLES))
-    f = np.fft.rfftfreq(TRACE_SAMPLES, 1.0 / SAMPLING_RATE)
+    white = rng.standard_normal((len(station), 3, n))
+    f = np.fft.rfftfreq(n, 1.0 / SAMPLING_RATE)
     f[0] = f[1]
     slope = network.noise_slope[station][:, None, None]
     shape = f ** (-slope / 2.0) * (f / 0.3) ** 2 / (1.0 + (f / 0.3) ** 2)
     shape[..., 0] = 0.0
-    x = np.fft.irfft(np.fft.rfft(white) * shape, n=TRACE_SAMPLES)
+    x = np.fft.irfft(np.fft.rfft(white) * shape, n=n)
     x /= x.std(axis=2, keepdims=True)
     level = network.noise_counts[station] * 10 ** rng.normal(0.0, 0.1, len(station))
     return x * level[:, None, None]
 
 
-def _quake_velocity(rng: np.random.Generator, rows: pd.DataFrame, network: _Network) -> np.ndarray:
-    """Noise-free ground velocity (m/s), P plus S, scaled to the magnitude relation."""
-    f = np.fft.rfftfreq(_NFFT, 1.0 / SAMPLING_RATE)
+def _quake_velocity(
+    rng: np.random.Generator, rows: pd.DataFrame, network: _Network, n: int = TRACE_SAMPLES
+) -> np.ndarray:
+    """Noise-free ground velocity (m/s) of n samples, P plus S, scaled to the magnitude relation."""
+    f = np.fft.rfftfreq(_nfft(n), 1.0 / SAMPLING_RATE)
     r = rows["hyp_km"].to_numpy(dtype=float)
     kappa = network.kappa_s[rows["station"].to_numpy(dtype=int)]
     fc_s = _corner_frequency(rows["magnitude"].to_numpy(dtype=float), rows["log10_stress_drop"])
     baz = np.deg2rad(rows["back_azimuth"].to_numpy(dtype=float))
     t_s = 0.5 / fc_s + 0.05 * r + 0.2
     coda_s = 1.0 + 0.03 * r
-    spec_p = _phase_spectrum(rng, rows["p_sample"], 0.5 * t_s, 0.6 * coda_s, _P_MIX, baz)
+    spec_p = _phase_spectrum(rng, rows["p_sample"], 0.5 * t_s, 0.6 * coda_s, _P_MIX, baz, n)
     spec_p *= _transfer(f, 1.5 * fc_s, r / (_Q * VP_KM_S) + kappa)
-    spec_s = _phase_spectrum(rng, rows["s_sample"], t_s, coda_s, _S_MIX, baz)
+    spec_s = _phase_spectrum(rng, rows["s_sample"], t_s, coda_s, _S_MIX, baz, n)
     spec_s *= _transfer(f, fc_s, r / (_Q * VS_KM_S) + kappa)
-    spec_p *= _p_scale(spec_p, spec_s, rows["log10_ps_scatter"].to_numpy(dtype=float))
+    spec_p *= _p_scale(spec_p, spec_s, rows["log10_ps_scatter"].to_numpy(dtype=float), n)
     spec = spec_p + spec_s
     target_mm = 10 ** _target_log10_wa_mm(rows, network)
-    scale = target_mm / _wa_peak_mm(spec[:, 1:3], f)
-    return np.fft.irfft(spec, n=_NFFT)[..., :TRACE_SAMPLES] * scale[:, None, None]
+    scale = target_mm / _wa_peak_mm(spec[:, 1:3], f, n)
+    return np.fft.irfft(spec, n=_nfft(n))[..., :n] * scale[:, None, None]
 
 
 def _target_log10_wa_mm(rows: pd.DataFrame, network: _Network) -> np.ndarray:
@@ -430,17 +556,20 @@ def _phase_spectrum(
     coda_s: np.ndarray,
     mix: np.ndarray,
     baz: np.ndarray,
+    n: int = TRACE_SAMPLES,
 ) -> np.ndarray:
-    """Spectrum (k, 3, _NFFT // 2 + 1) of envelope-shaped white noise on Z, N, E for one phase."""
-    env = _envelope(np.asarray(onset, dtype=float) / SAMPLING_RATE, duration_s, coda_s)
-    base = rng.standard_normal((len(baz), mix.shape[1], TRACE_SAMPLES)) * env[:, None, :]
+    """Spectrum (k, 3, _nfft(n) // 2 + 1) of envelope-shaped noise on Z, N, E for one phase."""
+    env = _envelope(np.asarray(onset, dtype=float) / SAMPLING_RATE, duration_s, coda_s, n)
+    base = rng.standard_normal((len(baz), mix.shape[1], n)) * env[:, None, :]
     zne = np.einsum("kcr,rm->kcm", _rotation_zrt_to_zne(baz), mix)
-    return np.fft.rfft(np.einsum("kcm,kmt->kct", zne, base), n=_NFFT)
+    return np.fft.rfft(np.einsum("kcm,kmt->kct", zne, base), n=_nfft(n))
 
 
-def _envelope(onset_s: np.ndarray, duration_s: np.ndarray, coda_s: np.ndarray) -> np.ndarray:
+def _envelope(
+    onset_s: np.ndarray, duration_s: np.ndarray, coda_s: np.ndarray, n: int = TRACE_SAMPLES
+) -> np.ndarray:
     """Zero before the onset, a smooth rise, a plateau of duration_s, then exponential coda."""
-    tau = np.arange(TRACE_SAMPLES)[None, :] / SAMPLING_RATE - onset_s[:, None]
+    tau = np.arange(n)[None, :] / SAMPLING_RATE - onset_s[:, None]
     lag = np.clip(tau, 0.0, None) / (0.05 + 0.1 * duration_s[:, None])
     decay = np.exp(-np.clip(tau - duration_s[:, None], 0.0, None) / coda_s[:, None])
     return lag**2 / (1.0 + lag**2) * decay
@@ -468,19 +597,21 @@ def _transfer(f: np.ndarray, fc: np.ndarray, t_star: np.ndarray) -> np.ndarray:
     return h[:, None, :]
 
 
-def _p_scale(spec_p: np.ndarray, spec_s: np.ndarray, log10_scatter: np.ndarray) -> np.ndarray:
+def _p_scale(
+    spec_p: np.ndarray, spec_s: np.ndarray, log10_scatter: np.ndarray, n: int = TRACE_SAMPLES
+) -> np.ndarray:
     """Factor making the P peak 1/_S_TO_P of the S peak (over all components), with scatter."""
-    peak_p = np.abs(np.fft.irfft(spec_p, n=_NFFT)[..., :TRACE_SAMPLES]).max(axis=(1, 2))
-    peak_s = np.abs(np.fft.irfft(spec_s, n=_NFFT)[..., :TRACE_SAMPLES]).max(axis=(1, 2))
+    peak_p = np.abs(np.fft.irfft(spec_p, n=_nfft(n))[..., :n]).max(axis=(1, 2))
+    peak_s = np.abs(np.fft.irfft(spec_s, n=_nfft(n))[..., :n]).max(axis=(1, 2))
     return (peak_s / (_S_TO_P * peak_p) * 10**log10_scatter)[:, None, None]
 
 
-def _wa_peak_mm(spec_velocity: np.ndarray, f: np.ndarray) -> np.ndarray:
+def _wa_peak_mm(spec_velocity: np.ndarray, f: np.ndarray, n: int = TRACE_SAMPLES) -> np.ndarray:
     """Peak Wood-Anderson amplitude (mm) of velocity spectra in m/s, max over components."""
     s = 2j * np.pi * f
     paz = WOOD_ANDERSON_PAZ_VELOCITY
     h = paz["sensitivity"] * s / ((s - paz["poles"][0]) * (s - paz["poles"][1]))
-    wa = np.fft.irfft(spec_velocity * h, n=_NFFT)[..., :TRACE_SAMPLES]
+    wa = np.fft.irfft(spec_velocity * h, n=_nfft(n))[..., :n]
     return np.abs(wa).max(axis=(1, 2)) * 1000.0
 
 
@@ -489,6 +620,11 @@ def _wa_peak_mm(spec_velocity: np.ndarray, f: np.ndarray) -> np.ndarray:
 
 def _metadata(plan: pd.DataFrame, network: _Network) -> list[dict]:
     """seisbench metadata records, one per trace, in plan order."""
+    return _metadata_frame(plan, network).to_dict("records")
+
+
+def _metadata_frame(plan: pd.DataFrame, network: _Network) -> pd.DataFrame:
+    """The plain set's metadata, one row per trace, in plan order."""
     quake = ~plan["is_noise"].to_numpy()
     origin = np.where(quake, _iso(plan["origin_s"].fillna(0.0)), "")
     station = network.codes[plan["station"].to_numpy(dtype=int)]
@@ -517,6 +653,26 @@ def _metadata(plan: pd.DataFrame, network: _Network) -> list[dict]:
             "trace_npts": TRACE_SAMPLES,
         }
     )
+    return meta
+
+
+def _mixed_metadata(plan: pd.DataFrame, network: _Network) -> list[dict]:
+    """Plain records with ETHZ-style picks, each trace's rate and npts, some magnitudes unset."""
+    meta = _metadata_frame(plan, network)
+    scale = plan["stored_rate"].to_numpy(dtype=float) / SAMPLING_RATE
+    meta["trace_sampling_rate_hz"] = plan["rate"].to_numpy(dtype=float)
+    meta["trace_npts"] = np.round(plan["n_samples"].to_numpy() * scale).astype(int)
+    unrated = plan["no_magnitude"].to_numpy()
+    meta.loc[unrated, "source_magnitude"] = np.nan
+    meta.loc[unrated, "source_magnitude_type"] = ""
+    at = meta.columns.get_loc("trace_P_arrival_sample")
+    meta = meta.drop(columns=["trace_P_arrival_sample", "trace_S_arrival_sample"])
+    for phase, names in (("p", _P_NAMES), ("s", _S_NAMES)):
+        pick = np.round(plan[f"{phase}_sample"].to_numpy(dtype=float) * scale, 4)
+        for name in names:
+            chosen = (plan[f"{phase}_name"] == name).to_numpy()
+            meta.insert(at, f"trace_{name}_arrival_sample", np.where(chosen, pick, np.nan))
+            at += 1
     return meta.to_dict("records")
 
 
