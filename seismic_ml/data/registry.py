@@ -24,7 +24,7 @@ SEISBENCH_DATASETS: dict[str, type[sbd.BenchmarkDataset]] = {
 }
 DEFAULT_SYNTHETIC_TRACES = 2000
 _PICK_COLUMN = re.compile(r"^trace_(?P<phase>.+)_arrival_sample$")
-_SYNTHETIC = re.compile(r"^synthetic(?::(?P<n>\d+))?(?::(?P<seed>\d+))?$")
+_SYNTHETIC = re.compile(r"^synthetic(?P<mixed>[-_]mixed)?(?::(?P<n>\d+))?(?::(?P<seed>\d+))?$")
 RATE_COLUMN = "trace_sampling_rate_hz"
 # Columns seisbench reads as floats: a non-numeric value stops it from loading the metadata.
 FLOAT_COLUMNS = (RATE_COLUMN, "trace_dt_s")
@@ -41,14 +41,16 @@ class UnreadableMetadata(SeismicMLError):
 
 def known_datasets() -> list[str]:
     """Names accepted by --dataset besides a directory path."""
-    return ["synthetic", "synthetic:N", "synthetic:N:SEED", *SEISBENCH_DATASETS]
+    synthetic = ["synthetic", "synthetic:N", "synthetic:N:SEED", "synthetic-mixed[:N[:SEED]]"]
+    return [*synthetic, *SEISBENCH_DATASETS]
 
 
 def load_dataset(name: str) -> sbd.WaveformDataset:
     """The dataset behind a --dataset value, at 100 Hz in ZNE order."""
     match = _SYNTHETIC.match(name)
     if match:
-        return _load_synthetic(int(match["n"] or DEFAULT_SYNTHETIC_TRACES), int(match["seed"] or 0))
+        n, seed = int(match["n"] or DEFAULT_SYNTHETIC_TRACES), int(match["seed"] or 0)
+        return _load_synthetic(n, seed, mixed=bool(match["mixed"]))
     if name.upper() in SEISBENCH_DATASETS:
         return _load_seisbench(SEISBENCH_DATASETS[name.upper()])
     path = Path(name).expanduser()
@@ -58,10 +60,10 @@ def load_dataset(name: str) -> sbd.WaveformDataset:
     raise SeismicMLError(f"unknown dataset {name!r}: not a directory and not one of: {known}")
 
 
-def _load_synthetic(n_traces: int, seed: int) -> sbd.WaveformDataset:
+def _load_synthetic(n_traces: int, seed: int, mixed: bool) -> sbd.WaveformDataset:
     from seismic_ml.data.synthetic import ensure_synthetic
 
-    return load_directory(ensure_synthetic(n_traces, seed))
+    return load_directory(ensure_synthetic(n_traces, seed, mixed))
 
 
 def load_directory(path: Path) -> sbd.WaveformDataset:
