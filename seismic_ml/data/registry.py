@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -76,14 +79,36 @@ def load_directory(path: Path) -> sbd.WaveformDataset:
         )
     check_waveform_files(path)
     try:
-        dataset = sbd.WaveformDataset(
-            path, sampling_rate=SAMPLING_RATE, component_order=COMPONENT_ORDER, cache=None
-        )
+        with _rates_handled_here():
+            dataset = sbd.WaveformDataset(
+                path, sampling_rate=SAMPLING_RATE, component_order=COMPONENT_ORDER, cache=None
+            )
     except ValueError as exc:
         raise _unreadable_metadata(path / "metadata.csv", exc) from exc
     if len(dataset) == 0:
         raise SeismicMLError(f"{path} holds no traces")
     return fill_rates_from_data_format(dataset)
+
+
+class _RateWarnings(logging.Filter):
+    """Drops seisbench's load-time warnings about rates that this module then handles: empty
+    cells are filled from data_format, per-trace rates are the norm, unusable ones are screened."""
+
+    MESSAGES = ("Found some traces with undefined sampling rates", "Inconsistent sampling rates")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.MESSAGES)
+
+
+@contextmanager
+def _rates_handled_here() -> Iterator[None]:
+    seisbench_log = logging.getLogger("seisbench")
+    quiet = _RateWarnings()
+    seisbench_log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        seisbench_log.removeFilter(quiet)
 
 
 def fill_rates_from_data_format(dataset: sbd.WaveformDataset) -> sbd.WaveformDataset:
@@ -110,7 +135,8 @@ def _load_seisbench(cls: type[sbd.BenchmarkDataset]) -> sbd.WaveformDataset:
     existed = path.exists()
     check_waveform_files(path)
     try:
-        dataset = cls(sampling_rate=SAMPLING_RATE, component_order=COMPONENT_ORDER, cache=None)
+        with _rates_handled_here():
+            dataset = cls(sampling_rate=SAMPLING_RATE, component_order=COMPONENT_ORDER, cache=None)
         return fill_rates_from_data_format(dataset)
     except (OSError, ValueError) as exc:
         _remove_partial_download(path, existed)
