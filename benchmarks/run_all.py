@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/run_all.py [--repeats 3] [--quick] [--only training,data,...]
        [--suite-seconds S]
-Comparisons: training, data, tracking, evaluation, fixed, memory (in that order). Set
+Comparisons: training, data, tracking, evaluation, fixed, memory, quality (in that order). Set
 SEISBENCH_CACHE_ROOT: the synthetic sets are built there on first use and reused.
 """
 
@@ -28,7 +28,7 @@ QUIET_ENV = {  # no run URLs, artifact or conversion progress bars between the b
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "TQDM_DISABLE": "1",
 }
-COMPARISONS = ("training", "data", "tracking", "evaluation", "fixed", "memory")
+COMPARISONS = ("training", "data", "tracking", "evaluation", "fixed", "memory", "quality")
 
 
 def comparison(name: str) -> Callable[[Sizes, int, argparse.Namespace], Section]:
@@ -38,6 +38,7 @@ def comparison(name: str) -> Callable[[Sizes, int, argparse.Namespace], Section]
     import eval_speed
     import fixed_costs
     import memory_paths
+    import quality_gate
     import tracking_overhead
     import training_speed
 
@@ -48,6 +49,7 @@ def comparison(name: str) -> Callable[[Sizes, int, argparse.Namespace], Section]
         "evaluation": lambda s, r, a: eval_speed.run(s, r),
         "fixed": lambda s, r, a: fixed_costs.run(s, r, a.suite_seconds),
         "memory": lambda s, r, a: memory_paths.run(s, r),
+        "quality": lambda s, r, a: quality_gate.run(s, a.quality_dataset, a.quality_epochs),
     }
     return table[name]
 
@@ -64,6 +66,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, help="steps per epoch (default: whole split)")
     parser.add_argument("--mem-traces", type=int, help="traces of the memory test's set")
     parser.add_argument("--mem-budget", help="memory budget of the streamed path (default 1GB)")
+    parser.add_argument(
+        "--quality-dataset",
+        default="synthetic-mixed:2000",
+        help="the quality gate's mixed-rate set (default synthetic-mixed:2000)",
+    )
+    parser.add_argument(
+        "--quality-epochs", type=int, help="quality gate epochs (default: the documented ones)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
     args = parser.parse_args(argv)
     args.only = [n.strip() for n in args.only.split(",") if n.strip()] or list(COMPARISONS)
@@ -72,6 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown comparison(s) {', '.join(sorted(unknown))}")
     if args.quick:
         args.repeats = 1
+        args.quality_epochs = args.quality_epochs or 1
+        if args.quality_dataset == "synthetic-mixed:2000":
+            args.quality_dataset = "synthetic-mixed:200"
     return args
 
 
