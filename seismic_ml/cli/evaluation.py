@@ -83,7 +83,8 @@ def make_eval_command(task: str) -> click.Command:
                 type=click.FloatRange(0, 1),
                 default=0.3,
                 show_default=True,
-                help="pick probability threshold for precision, recall and F1",
+                help="fixed pick probability threshold for precision, recall and F1 (scores at "
+                "per-phase thresholds tuned on the dev split are reported beside them)",
             )
         )
 
@@ -108,16 +109,66 @@ def make_eval_command(task: str) -> click.Command:
 
 
 def _report(result: Any) -> None:
-    """The evaluation run, what it scored, and each metric beside the baseline's."""
+    """The evaluation run, what it scored, and each metric beside the baseline's (and, for
+    pickers, beside its value at the tuned thresholds)."""
     click.echo(f"evaluation run: {result.run_id}")
     click.echo(f"model: {result.model_uri} ({result.model_type}, run {result.evaluated_run_id})")
-    names = sorted({k.split("/", 1)[1] for k in result.metrics})
-    click.echo(f"{'metric':<26}{'model':>10}{'baseline':>10}")
-    for name in names:
-        model = _cell(result.metrics.get(f"test/{name}"))
-        baseline = _cell(result.metrics.get(f"baseline/{name}"))
-        click.echo(f"{name:<26}{model:>10}{baseline:>10}")
+    if result.threshold is not None:
+        click.echo(_thresholds_line(result))
+    rows = _report_rows(result)
+    tuned = any(row[2] is not None for row in rows)
+    click.echo(
+        f"{'metric':<26}{'model':>10}" + (f"{'tuned':>10}" if tuned else "") + f"{'baseline':>10}"
+    )
+    for name, model, at_tuned, baseline in rows:
+        middle = f"{_cell(at_tuned):>10}" if tuned else ""
+        click.echo(f"{name:<26}{_cell(model):>10}{middle}{_cell(baseline):>10}")
     click.echo("artifacts: " + ", ".join(result.artifacts))
+
+
+TUNED_FROM = {
+    "model": "the model's, tuned on its dev split in training",
+    "dev": "tuned here on the dev split",
+    "none": "none: no dev split to tune them on",
+}
+
+
+def _thresholds_line(result: Any) -> str:
+    """`pick thresholds: fixed 0.3; tuned P 0.412, S 0.27 (the model's, ...)`."""
+    tuned = {
+        k.split("/")[1][0].upper(): v
+        for k, v in result.metrics.items()
+        if k.startswith("test/") and k.endswith("_threshold_tuned")
+    }
+    shown = ", ".join(f"{phase} {value:.3g}" for phase, value in sorted(tuned.items()))
+    where = TUNED_FROM.get(result.tuned_from, result.tuned_from)
+    return f"pick thresholds: fixed {result.threshold:g}; tuned {shown or '-'} ({where})"
+
+
+def _report_rows(result: Any) -> list[tuple[str, Any, Any, Any]]:
+    """(metric, model, model at the tuned thresholds, baseline) per metric name."""
+    scores = dict(result.metrics)
+    for key in [k for k in scores if k.endswith("_threshold_tuned")]:
+        scores[key.removesuffix("_tuned")] = result.threshold  # the fixed one, for the row
+    names = sorted({k.split("/", 1)[1] for k in scores if "_tuned" not in k})
+    return [
+        (
+            name,
+            scores.get(f"test/{name}"),
+            scores.get(f"test/{_tuned_name(name)}"),
+            scores.get(f"baseline/{name}"),
+        )
+        for name in names
+    ]
+
+
+def _tuned_name(name: str) -> str:
+    """The metric at the tuned thresholds that name is at the fixed one (p_f1_0.5s ->
+    p_f1_tuned_0.5s, p_threshold -> p_threshold_tuned); "" when there is none."""
+    if name.endswith("_threshold"):
+        return f"{name}_tuned"
+    suffix = "_0.5s"  # metrics.TUNING_TOLERANCE_S (not imported: the CLI starts light)
+    return name.removesuffix(suffix) + "_tuned" + suffix if name.endswith(suffix) else ""
 
 
 def _cell(value: float | None) -> str:
@@ -153,9 +204,9 @@ eval_mag = make_eval_command("magnitude")
 @click.option(
     "--threshold",
     type=click.FloatRange(0, 1),
-    default=0.3,
-    show_default=True,
-    help="pick probability threshold",
+    default=None,
+    help="pick probability threshold for every phase (default: the model's per-phase "
+    "thresholds tuned on its dev split, else 0.3)",
 )
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
@@ -173,7 +224,7 @@ def predict(
     model_uri: str,
     picker_uri: str | None,
     p_times: tuple[str, ...],
-    threshold: float,
+    threshold: float | None,
     fmt: str,
     out: Path | None,
     figure: Path | None,

@@ -4,6 +4,10 @@ Everything comes from the evaluated run: the model (its params and safetensors w
 type and options, the dataset (unless another is named). The evaluation is itself an MLflow run
 in the training run's experiment, so evaluations of several models compare in the UI; when a
 registry version was evaluated, its headline metrics also go onto that version as tags.
+
+Pickers are scored at the fixed threshold and at per-phase thresholds tuned on a dev split, as
+seisbench's pick benchmark does: the model's own (tuned in training), else tuned here on the
+dev split of the evaluated dataset.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 import math
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +29,12 @@ from seismic_ml import progress
 from seismic_ml.config import RunConfig
 from seismic_ml.data.quality import screen
 from seismic_ml.data.registry import get_split, load_dataset
+from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.evaluation import metrics
 from seismic_ml.evaluation.checks import check_overrides, check_task
 from seismic_ml.evaluation.inference import WINDOW_SEED, Scored
 from seismic_ml.evaluation.scoring_magnitude import score_magnitude
-from seismic_ml.evaluation.scoring_phase import score_phase
+from seismic_ml.evaluation.scoring_phase import dev_thresholds, score_phase
 from seismic_ml.tracking import model_io
 from seismic_ml.tracking.datasets import log_split
 from seismic_ml.tracking.loader import TrainedModel, load_source, resolve_pair
@@ -56,6 +61,8 @@ class EvalResult:
     metrics: dict[str, float]
     predictions: pd.DataFrame
     artifacts: list[str]
+    threshold: float | None = None  # pickers: the fixed threshold
+    tuned_from: str = ""  # pickers: where the tuned thresholds came from
 
 
 @dataclass
@@ -68,6 +75,8 @@ class EvalSettings:
     batch_size: int
     threshold: float
     plot: bool
+    tuned: dict[str, float] = field(default_factory=dict)  # per-phase tuned thresholds
+    tuned_from: str = ""
 
 
 def evaluate(
@@ -93,6 +102,8 @@ def evaluate(
     settings = EvalSettings(dataset, split, max_traces, batch_size, threshold, plot)
     # unreadable or unusable data fails here, before the evaluation run exists
     data, screening = screen(get_split(load_dataset(dataset), split, max_traces), split)
+    if task == "phase":
+        settings.tuned, settings.tuned_from = tuned_thresholds(trained, settings)
     with tracked_run(
         f"eval-{model_io.get_run(source.run_id).info.run_name}",
         experiment or experiment_of(source.run_id),
@@ -106,7 +117,44 @@ def evaluate(
         tags = headline_tags(task, scored.metrics, settings, run.info.run_id)
         model_io.tag_version(source.name, source.version, tags)
     info = (run.info.run_id, source.run_id, model_uri, task, cfg.model_type)
-    return EvalResult(*info, scored.metrics, scored.predictions, artifacts)
+    fixed = threshold if task == "phase" else None
+    return EvalResult(
+        *info, scored.metrics, scored.predictions, artifacts, fixed, settings.tuned_from
+    )
+
+
+def tuned_thresholds(trained: TrainedModel, settings: EvalSettings) -> tuple[dict[str, float], str]:
+    """The model's tuned pick thresholds, else tuned on the dev split (said in one line)."""
+    if trained.thresholds:
+        return dict(trained.thresholds), "model"
+    dev = _dev_split(settings)
+    if dev is None:
+        return {}, "none"
+    tuned = dev_thresholds(trained.module, dev, trained.config, settings.batch_size)
+    found = {p: t.threshold for p, t in tuned.items() if math.isfinite(t.threshold)}
+    progress.note(
+        f"the model has no tuned pick thresholds: tuned them on the dev split of "
+        f"{settings.dataset} ({len(dev)} traces): {format_thresholds(found) or 'none (no hit)'}"
+    )
+    return found, "dev"
+
+
+def _dev_split(settings: EvalSettings) -> sbd.WaveformDataset | None:
+    """The screened dev split of the evaluated dataset; None (said in one line) if unusable."""
+    try:
+        split = get_split(load_dataset(settings.dataset), "dev", settings.max_traces)
+        return screen(split, "dev")[0]
+    except SeismicMLError as exc:
+        progress.note(
+            f"the model has no tuned pick thresholds and the dev split of {settings.dataset} "
+            f"is unusable ({first_line(exc)}): scored at the fixed threshold only"
+        )
+        return None
+
+
+def format_thresholds(thresholds: dict[str, float]) -> str:
+    """`P 0.412, S 0.27`."""
+    return ", ".join(f"{phase} {value:.3g}" for phase, value in thresholds.items())
 
 
 def _score_and_log(
@@ -122,7 +170,8 @@ def _score_and_log(
         plot_dir = Path(tmp) / "plots" if settings.plot else None
         model, cfg, size = trained.module, trained.config, settings.batch_size
         if trained.task == "phase":
-            scored = score_phase(model, data, cfg, size, settings.threshold, plot_dir)
+            fixed, tuned = settings.threshold, settings.tuned
+            scored = score_phase(model, data, cfg, size, fixed, plot_dir, tuned)
         else:
             scored = score_magnitude(model, data, cfg, size, plot_dir)
         progress.note(
@@ -157,6 +206,7 @@ def _params(trained: TrainedModel, settings: EvalSettings) -> dict[str, str]:
     }
     if trained.task == "phase":
         params["eval.threshold"] = str(settings.threshold)
+        params["eval.tuned_thresholds_from"] = settings.tuned_from
     return params
 
 

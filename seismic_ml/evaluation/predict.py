@@ -1,8 +1,10 @@
 """Apply a trained model to a user's own waveform files (miniSEED, SAC, anything obspy reads).
 
-A phase model picks P and S with seisbench's `classify`. A magnitude model sees, per station,
-a window of raw counts at 100 Hz in ZNE order starting PRE_P_S before the P onset (the middle
-of the 1-10 s range it was trained with); the onset comes from a picker model or is given.
+A phase model picks P and S with seisbench's `classify`, at per-phase thresholds: the given
+one for every phase, else those tuned on the model's dev split in training, else 0.3. A
+magnitude model sees, per station, a window of raw counts at 100 Hz in ZNE order starting
+PRE_P_S before the P onset (the middle of the 1-10 s range it was trained with); the onset
+comes from a picker model or is given.
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from torch import nn
 
 from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.models.magnitude import split_output
-from seismic_ml.tracking.loader import load_model
+from seismic_ml.tracking.loader import TrainedModel, load_model
 
 SAMPLING_RATE = 100.0
 PRE_P_S = 5.0
 COMPONENTS = {"Z": "Z", "N": "N", "1": "N", "E": "E", "2": "E"}
 PICK_COLUMNS = ["station", "phase", "time", "probability"]
 FORMATS = ("csv", "json")
+DEFAULT_THRESHOLD = 0.3
+TUNED = "tuned on the model's dev split"
+UNTUNED = "default: the model has none tuned"
 
 
 @dataclass
@@ -72,17 +77,22 @@ def predict(
     paths: Sequence[Path | str],
     picker_uri: str | None = None,
     p_times: Sequence[str] = (),
-    threshold: float = 0.3,
+    threshold: float | None = None,
     curves: bool = False,
 ) -> Prediction:
-    """Picks (phase model; curves: also its probability traces) or magnitudes per station."""
+    """Picks (phase model; curves: also its probability traces) or magnitudes per station.
+
+    threshold applies to every phase; None: the model's (or picker's) tuned ones, else 0.3.
+    """
     stream = read_waveforms(paths)
     trained = load_model(model_uri)
     missing = missing_components(stream, f"{trained.model_type} reads Z, N and E")
     if is_phase_model(trained.module):
         if picker_uri or p_times:
             raise SeismicMLError("--picker-uri and --p-time apply to magnitude models only")
-        prediction = predict_picks(trained.module, stream, threshold, curves)
+        thresholds, shown = pick_thresholds(trained, threshold)
+        prediction = predict_picks(trained.module, stream, thresholds, curves)
+        prediction.notes.append(f"pick thresholds: {shown}")
     else:
         onsets, notes = p_onsets(stream, picker_uri, p_times, threshold)
         prediction = predict_magnitudes(trained.module, stream, onsets)
@@ -109,11 +119,35 @@ def missing_components(stream: obspy.Stream, needs: str) -> list[str]:
 # ---------------------------------------------------------------- phase picks
 
 
+def pick_thresholds(trained: TrainedModel, given: float | None) -> tuple[dict[str, float], str]:
+    """Per-phase thresholds (given for all, else tuned, else 0.3) and words saying which."""
+    phases = [p for p in "PS" if p in trained.module.labels]
+    chosen = {p: _threshold_of(trained, p, given) for p in phases}
+    sources = {source for _, source in chosen.values()}
+    if len(sources) == 1:
+        shown = ", ".join(f"{p} {t:.3g}" for p, (t, _) in chosen.items()) + f" ({sources.pop()})"
+    else:
+        shown = ", ".join(f"{p} {t:.3g} ({source})" for p, (t, source) in chosen.items())
+    return {p: t for p, (t, _) in chosen.items()}, shown
+
+
+def _threshold_of(trained: TrainedModel, phase: str, given: float | None) -> tuple[float, str]:
+    """One phase's threshold and where it comes from."""
+    if given is not None:
+        return given, "--threshold"
+    if phase in trained.thresholds:
+        return trained.thresholds[phase], TUNED
+    return DEFAULT_THRESHOLD, UNTUNED
+
+
 def predict_picks(
-    model: nn.Module, stream: obspy.Stream, threshold: float, curves: bool = False
+    model: nn.Module,
+    stream: obspy.Stream,
+    thresholds: dict[str, float],
+    curves: bool = False,
 ) -> Prediction:
     """One row per pick: station, phase, peak time (UTC, ISO) and peak probability."""
-    picks = _classify(model, stream, threshold)
+    picks = _classify(model, stream, thresholds)
     rows = [
         {
             "station": _station_of(p.trace_id),
@@ -128,9 +162,9 @@ def predict_picks(
     return Prediction("picks", table.reset_index(drop=True), [], stream, annotations)
 
 
-def _classify(model: nn.Module, stream: obspy.Stream, threshold: float) -> list:
-    """seisbench picks at the threshold, for every phase the model has."""
-    kwargs = {f"{phase}_threshold": threshold for phase in model.labels if phase in "PS"}
+def _classify(model: nn.Module, stream: obspy.Stream, thresholds: dict[str, float]) -> list:
+    """seisbench picks at each phase's threshold, for every phase the model has."""
+    kwargs = {f"{phase}_threshold": thresholds[phase] for phase in model.labels if phase in "PS"}
     return list(model.classify(stream.copy(), **kwargs).picks)
 
 
@@ -143,7 +177,7 @@ def _station_of(trace_id: str) -> str:
 
 
 def p_onsets(
-    stream: obspy.Stream, picker_uri: str | None, p_times: Sequence[str], threshold: float
+    stream: obspy.Stream, picker_uri: str | None, p_times: Sequence[str], threshold: float | None
 ) -> tuple[dict[str, tuple[UTCDateTime, str, float]], list[str]]:
     """Per station (NET.STA.LOC): P time, where it came from, its probability (NaN if given)."""
     stations = station_ids(stream)
@@ -151,16 +185,19 @@ def p_onsets(
         raise SeismicMLError("a magnitude model needs the P onset: give --picker-uri or --p-time")
     if p_times:
         return _given_onsets(stations, p_times), []
-    picker = load_model(picker_uri).module
+    trained = load_model(picker_uri)
+    picker = trained.module
     if not is_phase_model(picker):
         raise SeismicMLError(f"--picker-uri {picker_uri} is not a phase-picking model")
+    thresholds, shown = pick_thresholds(trained, threshold)
     onsets: dict[str, tuple[UTCDateTime, str, float]] = {}
-    for pick in _classify(picker, stream, threshold):
+    for pick in _classify(picker, stream, thresholds):
         station = _station_of(pick.trace_id)
         if pick.phase == "P" and pick.peak_value > onsets.get(station, (0, "", -1.0))[2]:
             onsets[station] = (pick.peak_time, "picker", round(float(pick.peak_value), 4))
-    notes = [f"{s}: no P pick above {threshold}, skipped" for s in stations if s not in onsets]
-    return onsets, notes
+    below = f"no P pick above {thresholds['P']:.3g}, skipped"
+    notes = [f"{s}: {below}" for s in stations if s not in onsets]
+    return onsets, [f"picker's pick thresholds: {shown}", *notes]
 
 
 def _given_onsets(

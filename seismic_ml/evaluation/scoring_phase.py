@@ -56,19 +56,15 @@ def score_phase(
     batch_size: int,
     threshold: float,
     plot_dir: Path | None,
+    tuned: dict[str, float] | None = None,
 ) -> Scored:
-    """Model and STA/LTA pick metrics on every window; per-window table; optional figures."""
+    """Model and STA/LTA pick metrics on every window (also at tuned per-phase thresholds, when
+    given); per-window table; optional figures."""
     model = ready(model)
-    windows = phase_windows(model, data, cfg)
-    frames = [
-        _phase_batch(model, batch, first_onsets(windows, rows))
-        for rows, batch in batches(windows, batch_size)
-    ]
-    table = pd.concat(frames, ignore_index=True)
-    table.insert(0, "window_start_sample", windows.fixed_starts)
-    table = pd.concat([identity_columns(data.metadata), table], axis=1)
+    windows, table = pick_table(model, data, cfg, batch_size)
     phases = "".join(p for p in "PS" if p in model.labels)
     found = metrics.phase_metrics(table, SAMPLING_RATE, threshold, phases)
+    found.update(metrics.tuned_pick_metrics(table, SAMPLING_RATE, tuned or {}))
     result = {f"test/{k}": v for k, v in found.items()}
     result.update({f"baseline/{k}": v for k, v in _sta_lta_metrics(table).items()})
     scored = Scored(result, table)
@@ -77,8 +73,37 @@ def score_phase(
     return scored
 
 
+def dev_thresholds(
+    model: nn.Module, data: sbd.WaveformDataset, cfg: RunConfig, batch_size: int
+) -> dict[str, metrics.TunedThreshold]:
+    """Per phase, the F1-maximising pick threshold on the fixed windows of (a dev) split."""
+    model = ready(model)
+    _, table = pick_table(model, data, cfg, batch_size, baseline=False)
+    return metrics.tune_thresholds(
+        table, SAMPLING_RATE, "".join(p for p in "PS" if p in model.labels)
+    )
+
+
+def pick_table(
+    model: nn.Module,
+    data: sbd.WaveformDataset,
+    cfg: RunConfig,
+    batch_size: int,
+    baseline: bool = True,
+) -> tuple[PhaseBatches, pd.DataFrame]:
+    """The fixed windows of a split and their per-window table (onsets, picks, STA/LTA)."""
+    windows = phase_windows(model, data, cfg)
+    frames = [
+        _phase_batch(model, batch, first_onsets(windows, rows), baseline)
+        for rows, batch in batches(windows, batch_size)
+    ]
+    table = pd.concat(frames, ignore_index=True)
+    table.insert(0, "window_start_sample", windows.fixed_starts)
+    return windows, pd.concat([identity_columns(data.metadata), table], axis=1)
+
+
 def _phase_batch(
-    model: nn.Module, batch: dict[str, torch.Tensor], onsets: np.ndarray
+    model: nn.Module, batch: dict[str, torch.Tensor], onsets: np.ndarray, baseline: bool = True
 ) -> pd.DataFrame:
     """Per window: labelled onsets, predicted onsets and peak probabilities, STA/LTA pick."""
     probs = forward(model, batch["X"]).numpy()
@@ -93,9 +118,10 @@ def _phase_batch(
             columns[f"pred_{key}_prob"] = curve.max(axis=-1)
     columns["is_event"] = np.isfinite(onsets).any(axis=1)
     columns["detection_score"] = (1.0 - probs[:, labels.index("N")]).max(axis=-1)
-    base_pick, base_score = baselines.sta_lta_picks(batch["X"].numpy(), SAMPLING_RATE)
-    columns["baseline_p_sample"] = base_pick
-    columns["baseline_score"] = base_score
+    if baseline:
+        base_pick, base_score = baselines.sta_lta_picks(batch["X"].numpy(), SAMPLING_RATE)
+        columns["baseline_p_sample"] = base_pick
+        columns["baseline_score"] = base_score
     return pd.DataFrame(columns)
 
 

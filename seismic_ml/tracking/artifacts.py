@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,13 @@ WEIGHTS_FILE = "model.safetensors"
 ARGS_FILE = "model_args.json"
 CONFIG_FILE = "run_config.json"
 FORMAT_VERSION = 1
+PICK_PHASES = "PS"
 
 
-def write_model_files(model: nn.Module, cfg: RunConfig, folder: Path) -> dict[str, Path]:
-    """Weights (safetensors), model args and run config of a trained model, written to folder."""
+def write_model_files(
+    model: nn.Module, cfg: RunConfig, folder: Path, thresholds: Mapping[str, float] | None = None
+) -> dict[str, Path]:
+    """Weights (safetensors), model args (with any tuned pick thresholds) and run config."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {
         "weights": folder / WEIGHTS_FILE,
@@ -37,14 +42,17 @@ def write_model_files(model: nn.Module, cfg: RunConfig, folder: Path) -> dict[st
     }
     tensors = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     save_file(tensors, str(paths["weights"]), metadata={"model_type": cfg.model_type})
-    paths["model_args"].write_text(json.dumps(model_args(model, cfg), indent=2))
+    paths["model_args"].write_text(json.dumps(model_args(model, cfg, thresholds), indent=2))
     paths["run_config"].write_text(json.dumps(cfg.to_params(), indent=2))
     return paths
 
 
-def model_args(model: nn.Module, cfg: RunConfig) -> dict[str, Any]:
-    """What rebuilds the network and what its input is (seisbench keeps model args as JSON)."""
-    return {
+def model_args(
+    model: nn.Module, cfg: RunConfig, thresholds: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """What rebuilds the network, what its input is (seisbench keeps model args as JSON) and,
+    when tuned, the per-phase pick thresholds ({"P": 0.41, "S": 0.27})."""
+    args = {
         "format_version": FORMAT_VERSION,
         "task": cfg.task,
         "model_type": cfg.model_type,
@@ -54,6 +62,40 @@ def model_args(model: nn.Module, cfg: RunConfig) -> dict[str, Any]:
         "component_order": "ZNE",
         "labels": getattr(model, "labels", None),
     }
+    if thresholds:
+        args["thresholds"] = check_thresholds(dict(thresholds), ARGS_FILE)
+    return args
+
+
+def read_thresholds(path: Path) -> dict[str, float]:
+    """The tuned pick thresholds a model_args.json holds ({} when none); refused if malformed."""
+    try:
+        args = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SeismicMLError(f"cannot read {path.name}: {first_line(exc)}") from exc
+    if not isinstance(args, dict):
+        raise SeismicMLError(f"{path.name} is not a JSON object of model args")
+    return check_thresholds(args.get("thresholds"), path.name)
+
+
+def check_thresholds(value: Any, where: str) -> dict[str, float]:
+    """Thresholds as {phase: float in (0, 1)} for P and S; anything else is one clear error."""
+    if value is None:
+        return {}
+    if isinstance(value, dict) and all(_is_threshold(k, v) for k, v in value.items()):
+        return {k: float(v) for k, v in value.items()}
+    shown = json.dumps(value, default=str)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    raise SeismicMLError(
+        f"{where}: thresholds must map P and/or S to a number between 0 and 1 "
+        f"(exclusive), not {shown}"
+    )
+
+
+def _is_threshold(phase: Any, value: Any) -> bool:
+    """A known phase and a real number strictly between 0 and 1."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return phase in tuple(PICK_PHASES) and number and math.isfinite(value) and 0 < value < 1
 
 
 def read_config(path: Path) -> RunConfig:

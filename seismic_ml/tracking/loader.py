@@ -3,14 +3,15 @@
 A reference is a run id, `runs:/ID/...`, `models:/NAME/VERSION`, `models:/NAME/latest`,
 `models:/NAME@ALIAS` or MLflow 3's `models:/m-ID`. Whatever it names, the training run is
 resolved; its params give the RunConfig, the installed package's model registry builds the
-network, and `weights/model.safetensors` fills it. Nothing read from the tracking server is
-unpickled or executed.
+network, and `weights/model.safetensors` fills it. The pick thresholds tuned in training come
+from `weights/model_args.json` beside it, checked to be numbers in (0, 1). Nothing read from
+the tracking server is unpickled or executed.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
@@ -50,6 +51,7 @@ class TrainedModel:
     name: str | None = None
     version: int | None = None
     uri: str = ""
+    thresholds: dict[str, float] = field(default_factory=dict)  # tuned per phase; {}: none
 
     @property
     def task(self) -> str:
@@ -84,7 +86,17 @@ def load_source(source: Source, uri: str = "") -> TrainedModel:
             "retrain it, or resume it with --resume to log them"
         ) from None
     module = artifacts.build_module(cfg, weights)
-    return TrainedModel(cfg, module, source.run_id, source.name, source.version, uri)
+    thresholds = tuned_thresholds(source.run_id) if cfg.task == "phase" else {}
+    return TrainedModel(cfg, module, source.run_id, source.name, source.version, uri, thresholds)
+
+
+def tuned_thresholds(run_id: str) -> dict[str, float]:
+    """The pick thresholds in the run's model_args.json ({}: none, or a run that predates it)."""
+    try:
+        path = model_io.download_artifact(run_id, f"{artifacts.WEIGHTS_DIR}/{artifacts.ARGS_FILE}")
+    except SeismicMLError:
+        return {}
+    return artifacts.read_thresholds(path)
 
 
 def resolve(ref: str) -> Source:

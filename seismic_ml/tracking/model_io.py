@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -39,10 +40,12 @@ def pip_requirements() -> list[str]:
     return pinned
 
 
-def log_model(model: nn.Module, cfg: RunConfig) -> str:
+def log_model(
+    model: nn.Module, cfg: RunConfig, thresholds: Mapping[str, float] | None = None
+) -> str:
     """Log a pyfunc model from code with its weights and args as artifacts (no pickle); its URI."""
     with tempfile.TemporaryDirectory() as tmp:
-        files = artifacts.write_model_files(model, cfg, Path(tmp))
+        files = artifacts.write_model_files(model, cfg, Path(tmp), thresholds)
         has_sigma = getattr(cfg.model, "loss", "") == "gaussian_nll"
         info = mlflow.pyfunc.log_model(
             name=MODEL_NAME,

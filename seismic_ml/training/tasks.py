@@ -19,7 +19,10 @@ from seismic_ml.data.budget import parse_budget
 from seismic_ml.data.quality import ScreenReport, screen
 from seismic_ml.data.registry import get_split
 from seismic_ml.data.waveforms import WaveformSource, open_waveforms
+from seismic_ml.evaluation.metrics import best_threshold
 from seismic_ml.models.magnitude import magnitude_loss
+
+SAMPLING_RATE = 100.0
 
 
 class Task(Protocol):
@@ -78,19 +81,29 @@ class PhaseTask:
         return -(target * output).sum(dim=1).mean()
 
     def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-        """Median absolute pick residual (s) per phase on windows whose label peaks above 0.5."""
+        """Per phase: pick residual median and the F1-maximising pick threshold with its F1."""
         result = {}
-        for phase in "PS":
-            if phase not in self.labels:
-                continue
+        for phase in (p for p in "PS" if p in self.labels):
             channel = self.labels.index(phase)
-            has_pick = targets[:, channel].amax(dim=1) > 0.5
-            if has_pick.any():
-                true = targets[has_pick, channel].argmax(dim=1)
-                pred = outputs[has_pick, channel].argmax(dim=1)
-                residual = (pred - true).abs().float() / 100.0
-                result[f"{phase.lower()}_residual_median_s"] = float(residual.median())
+            found = pick_metrics(outputs[:, channel], targets[:, channel])
+            result.update({f"{phase.lower()}_{name}": value for name, value in found.items()})
         return result
+
+
+def pick_metrics(log_prob: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """One phase's (B, T) log-probabilities against its Gaussian labels: residual_median_s on
+    windows whose label peaks above 0.5; threshold and f1 as `best_threshold` tunes them."""
+    has_pick = target.amax(dim=1) > 0.5
+    true = target.argmax(dim=1)
+    log_peak, pred = log_prob.max(dim=1)
+    result = {}
+    if has_pick.any():
+        residual = (pred[has_pick] - true[has_pick]).abs().float() / SAMPLING_RATE
+        result["residual_median_s"] = float(residual.median())
+    onset = torch.where(has_pick, true.double(), torch.nan).numpy()
+    peak = log_peak.double().exp().numpy()
+    tuned = best_threshold(onset, pred.double().numpy(), peak, SAMPLING_RATE)
+    return {**result, "threshold": tuned.threshold, "f1": tuned.f1}
 
 
 @dataclass

@@ -177,13 +177,14 @@ def _log_results(
     mlflow.log_metrics(metrics)
     history.log_history_artifacts(state.history)
     model = _best_model(trainer)
-    _log_weights(model, cfg)
+    thresholds = best_thresholds(state)
+    _log_weights(model, cfg, thresholds)
     with tempfile.TemporaryDirectory() as tmp:
         mlflow.log_artifact(str(history.plot_run_history(run_id, Path(tmp))), "plots")
     mlflow.set_tag("device", str(trainer.device))
     uri = None
     if options.log_model:
-        uri = model_io.log_model(model, cfg)
+        uri = model_io.log_model(model, cfg, thresholds)
         mlflow.set_tag(model_io.MODEL_URI_TAG, uri)
         if options.register_as:
             about = model_io.version_metadata(cfg, metrics["best/val_loss"])
@@ -274,10 +275,17 @@ def _best_model(trainer: Trainer) -> nn.Module:
     return model.cpu().eval()
 
 
-def _log_weights(model: nn.Module, cfg: RunConfig) -> None:
+def best_thresholds(state: LoopState) -> dict[str, float]:
+    """The pick thresholds the best epoch's validation tuned (val/p_threshold ...), if any."""
+    best = next((h for h in state.history if h.get("epoch") == state.best_epoch), {})
+    found = {phase: best.get(f"val/{phase.lower()}_threshold") for phase in "PS"}
+    return {p: float(t) for p, t in found.items() if t is not None and 0 < t < 1}
+
+
+def _log_weights(model: nn.Module, cfg: RunConfig, thresholds: dict[str, float]) -> None:
     """Best weights (safetensors) beside the JSON model args and config that rebuild the model."""
     with tempfile.TemporaryDirectory() as tmp:
-        write_model_files(model, cfg, Path(tmp))
+        write_model_files(model, cfg, Path(tmp), thresholds)
         mlflow.log_artifacts(tmp, artifact_path=WEIGHTS_DIR)
 
 

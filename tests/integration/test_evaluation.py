@@ -93,6 +93,13 @@ def test_eval_phase_with_run_id_alone(tracking_uri, trained):
         run.info.run_id, "plots"
     )
     assert "detection_roc_auc" in result.output
+    # the model's tuned thresholds, or (a model of two steps may have none) the dev split's
+    assert run.data.params["eval.tuned_thresholds_from"] in ("model", "dev")
+    assert "pick thresholds: fixed 0.3; tuned " in result.output
+    for phase in "ps":
+        if f"test/{phase}_threshold_tuned" in m:
+            assert 0 < m[f"test/{phase}_threshold_tuned"] < 1
+            assert 0 <= m[f"test/{phase}_f1_tuned_0.5s"] <= 1
 
 
 def test_eval_mag_from_registry_alias_logs_metrics_and_baseline(tracking_uri, trained):
