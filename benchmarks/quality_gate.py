@@ -90,8 +90,8 @@ def run(size: Sizes, dataset: str, epochs: int | None) -> Section:
         f"phase: STA/LTA P F1 {sta_lta:.3f}, S residual std "
         f"{phase.get('test/s_residual_std_s', float('nan')):.3f} s, P residual std "
         f"{phase.get('test/p_residual_std_s', float('nan')):.3f} s, tuned thresholds "
-        f"P {phase.get('test/p_threshold', float('nan')):.2f} "
-        f"S {phase.get('test/s_threshold', float('nan')):.2f}.",
+        f"P {phase.get('test/p_threshold_tuned', float('nan')):.2f} "
+        f"S {phase.get('test/s_threshold_tuned', float('nan')):.2f}.",
         f"magnitude: R2 {mag.get('test/r2', float('nan')):.3f}, Wood-Anderson R2 "
         f"{mag.get('baseline/r2', float('nan')):.3f}.",
     ]
