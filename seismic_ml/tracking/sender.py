@@ -11,12 +11,15 @@ timestamp once, so a metric sent twice is never a duplicate.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow.entities import Metric, RunTag
@@ -37,8 +40,45 @@ SEND_ERRORS = (MlflowException, RequestException, OSError)
 log = logging.getLogger(__name__)
 
 
+# A local store that cannot be written is not an outage to wait out: it fails at once.
+_STORE_FULL = ("disk is full", "No space left on device", "readonly database", "read-only")
+
+
 class TrackingOutage(SeismicMLError):
     """The tracking server stayed unreachable for longer than the configured limit."""
+
+
+class TrackingStoreFull(TrackingOutage):
+    """The tracking store refuses writes (a full disk, a read-only file): waiting cannot help."""
+
+
+def client_retries(outage_limit_s: float) -> dict[str, str]:
+    """MLflow's HTTP retry settings sized so one request gives up within the outage limit.
+
+    MLflow retries a request 5 times with exponential backoff and waits up to 120 s for each
+    answer: about 12 minutes against a stalled server, whatever the limit. Here the backoff
+    fits in a quarter of the limit and the attempts' timeouts in half of it.
+    """
+    budget = max(outage_limit_s, 1.0)
+    retries = max(0, min(5, int(math.log2(budget / 4 + 1))))
+    return {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(min(120, max(2, budget / (2 * (retries + 1)))))),
+    }
+
+
+@contextmanager
+def fitted_client_retries(outage_limit_s: float) -> Iterator[dict[str, str]]:
+    """MLflow's client (it reads these at every request) retries within the outage limit for
+    the block; a variable the user set is kept."""
+    chosen = {k: v for k, v in client_retries(outage_limit_s).items() if k not in os.environ}
+    os.environ.update(chosen)
+    try:
+        yield chosen
+    finally:
+        for key in chosen:
+            os.environ.pop(key, None)
 
 
 class MetricSender:
@@ -63,6 +103,8 @@ class MetricSender:
         self._generation = 0
         self.down_since: float | None = None
         self.last_error = ""
+        self.store_full = False
+        self.spool_broken = False
         self._queue_lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._wake = threading.Event()
@@ -75,8 +117,23 @@ class MetricSender:
         lines = "".join(json.dumps([m.key, m.value, m.timestamp, m.step]) + "\n" for m in metrics)
         with self._queue_lock:
             self.pending.extend(metrics)
+            self._write_spool(lines)
+
+    def _write_spool(self, lines: str) -> None:
+        """Append to the spool; a full disk costs the outage protection, not the metrics."""
+        if self.spool_broken:
+            return
+        try:
             self._spool.write(lines)
             self._spool.flush()
+        except OSError as exc:
+            self.spool_broken = True
+            log.warning(
+                "cannot write the metric spool %s (%s): metrics go to the tracking server from "
+                "memory only, an outage now would lose them",
+                self.spool,
+                exc.strerror or exc,
+            )
 
     def upload_later(self, path: Path, artifact_dir: str) -> None:
         """Upload this file after the queued metrics (a newer one replaces a pending one)."""
@@ -137,7 +194,8 @@ class MetricSender:
             self.down_since = time.monotonic()
             log.warning("tracking server unreachable, spooling metrics: %s", first_line(exc))
         self.last_error = first_line(exc)
-        with self._queue_lock:
+        self.store_full = any(sign in str(exc) for sign in _STORE_FULL)
+        with self._queue_lock, contextlib.suppress(OSError):  # a full disk: warned in add()
             os.fsync(self._spool.fileno())  # the unsent metrics survive even a power cut
 
     def _came_back(self) -> None:
@@ -152,6 +210,8 @@ class MetricSender:
 
     def check_outage(self, checkpoint: Path | None) -> None:
         """Raise TrackingOutage once the outage outlasts the limit (the run stays resumable)."""
+        if self.store_full:
+            raise self._full_error()
         if self.outage_s <= self.outage_limit_s:
             return
         where = f"local checkpoint {checkpoint}" if checkpoint else f"spool {self.spool}"
@@ -162,14 +222,24 @@ class MetricSender:
             "once the server answers"
         )
 
+    def _full_error(self) -> TrackingStoreFull:
+        return TrackingStoreFull(
+            f"the tracking store refuses writes ({self.last_error}): {len(self.pending)} "
+            f"metrics of run {self.run_id} are kept in {self.spool}; free space and resume "
+            f"with --resume {self.run_id}"
+        )
+
     def close(self, wait_s: float | None = None) -> None:
-        """Stop the thread and send what is left, retrying for up to wait_s (default the limit)."""
+        """Stop the thread and send what is left, retrying until the outage limit (or wait_s)."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
-        deadline = time.monotonic() + (self.outage_limit_s if wait_s is None else wait_s)
+        began = self.down_since if self.down_since is not None else time.monotonic()
+        deadline = began + self.outage_limit_s if wait_s is None else time.monotonic() + wait_s
         while not self.send():
+            if self.store_full:
+                raise self._full_error()
             if time.monotonic() >= deadline:
                 raise TrackingOutage(
                     f"tracking server unreachable ({self.last_error}): {len(self.pending)} "
@@ -177,7 +247,8 @@ class MetricSender:
                     f"--resume {self.run_id} once the server answers"
                 )
             time.sleep(min(2.0, max(deadline - time.monotonic(), 0)))
-        self._spool.close()
+        with contextlib.suppress(OSError):
+            self._spool.close()
         self.spool.unlink(missing_ok=True)
 
 

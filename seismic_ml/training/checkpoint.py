@@ -68,5 +68,25 @@ class CheckpointWriter:
         """Nothing per step."""
 
     def on_epoch_end(self, trainer: Snapshotting, metrics: dict[str, float], is_best: bool) -> None:
-        """Overwrite the checkpoint with the state after this epoch."""
-        save_checkpoint(trainer.state_dict(), self.path)
+        """Overwrite the checkpoint with the state after this epoch (one line if it cannot be)."""
+        try:
+            save_checkpoint(trainer.state_dict(), self.path)
+        except (OSError, RuntimeError) as exc:
+            cause = os_error(exc)
+            if cause is None:
+                raise
+            kept = "the previous one is kept" if self.path.exists() else "there is none yet"
+            raise SeismicMLError(
+                f"cannot write the checkpoint {self.path}: {cause.strerror or cause}; {kept}: "
+                "free space there (or set SEISMIC_ML_HOME elsewhere), then resume with --resume"
+            ) from None
+
+
+def os_error(exc: BaseException | None) -> OSError | None:
+    """The OSError behind an exception (torch.save wraps a failed write in a RuntimeError)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None

@@ -16,20 +16,28 @@ from torch import nn
 
 from seismic_ml.config import RunConfig, with_model_defaults
 from seismic_ml.data.registry import load_dataset
-from seismic_ml.errors import BadOptionValue, SeismicMLError
+from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
 from seismic_ml.models.registry import build_model
-from seismic_ml.tracking import history, local, model_io
+from seismic_ml.tracking import claims, history, local, model_io
 from seismic_ml.tracking.artifacts import WEIGHTS_DIR, write_model_files
 from seismic_ml.tracking.datasets import log_split
 from seismic_ml.tracking.logger import CHECKPOINT_DIR, MlflowLogger
 from seismic_ml.tracking.lost_runs import DEFAULT_STALE_AFTER_S, heartbeat_age
 from seismic_ml.tracking.run import run_name, standard_tags, tracked_run
-from seismic_ml.tracking.sender import MetricSender, replay_spool
+from seismic_ml.tracking.sender import (
+    SEND_ERRORS,
+    MetricSender,
+    TrackingOutage,
+    TrackingStoreFull,
+    fitted_client_retries,
+    replay_spool,
+)
 from seismic_ml.training import distributed
 from seismic_ml.training.checkpoint import CheckpointWriter, load_checkpoint
 from seismic_ml.training.loop import Callback, LoopState, Trainer, resolve_device
 from seismic_ml.training.progress import EpochLine
 from seismic_ml.training.tasks import make_loaders, make_task, seed_everything
+from seismic_ml.workers import describe
 
 CHECKPOINT_NAME = "last.pt"
 # After an error, how long the metrics still queued may wait for an unreachable server.
@@ -92,15 +100,18 @@ def _train_tracked(
     tags = {**standard_tags(cfg.task, cfg.model_type, cfg.data.dataset), **options.tags}
     default_name = run_name(cfg.model_type, cfg.data.dataset)
     name = None if options.resume else options.run_name or default_name
-    with tracked_run(
-        run_name=name,
-        experiment=options.experiment,
-        run_id=options.resume or None,
-        nested=options.nested,
-        tags=None if options.resume else tags,
-        killed_on=options.killed_on,
-        system_metrics=options.system_metrics,
-    ) as run:
+    with (
+        fitted_client_retries(options.outage_limit_s),
+        tracked_run(
+            run_name=name,
+            experiment=options.experiment,
+            run_id=options.resume or None,
+            nested=options.nested,
+            tags=None if options.resume else tags,
+            killed_on=options.killed_on,
+            system_metrics=options.system_metrics,
+        ) as run,
+    ):
         return _train_in_run(trainer, cfg, options, run.info.run_id, callbacks, snapshot)
 
 
@@ -127,6 +138,8 @@ def _train_in_run(
     checkpoint = folder / CHECKPOINT_NAME
     local.claim(run_id)
     distributed.broadcast(run_id)
+    if not options.resume:
+        claims.take_claim(run_id, 0)
     if options.resume:
         replay_spool(run_id, folder)  # metrics a dead process could not send come first
         trainer.load_state_dict(distributed.broadcast(snapshot))  # every rank resumes from it
@@ -135,9 +148,22 @@ def _train_in_run(
         _log_config(cfg, trainer)
     logged = _logged_so_far(run_id) if options.resume else (-1, 0)
     state = _fit(trainer, run_id, checkpoint, options, logged, callbacks)
-    result = _log_results(trainer, cfg, options, run_id, state)
+    try:
+        result = _log_results(trainer, cfg, options, run_id, state)
+    except SEND_ERRORS as exc:
+        raise _unfinished(run_id, state, first_line(exc)) from None
     local.forget_run(run_id)
     return result
+
+
+def _unfinished(run_id: str, state: LoopState, reason: str) -> TrackingOutage:
+    """Training ended but its results could not reach the tracking store: how to finish it."""
+    return TrackingOutage(
+        f"training ended after {state.epoch} epochs, but the tracking store did not take its "
+        f"results ({reason}); the checkpoint and unsent metrics are kept in "
+        f"{local.run_dir(run_id)}: `--resume {run_id}` (without --epochs) uploads them and "
+        "ends the run FINISHED once the store answers"
+    )
 
 
 def _fit(
@@ -150,13 +176,20 @@ def _fit(
 ) -> LoopState:
     """The loop with its checkpoint writer and logger; metrics reach the run even on errors."""
     sender = MetricSender(run_id, checkpoint.parent, outage_limit_s=options.outage_limit_s)
+    if options.resume and checkpoint.is_file():  # kept here: maybe never uploaded (an outage)
+        sender.upload_later(checkpoint, CHECKPOINT_DIR)
     logger = MlflowLogger(sender.start(), checkpoint, *logged)
     try:
         state = trainer.fit([CheckpointWriter(checkpoint), logger, EpochLine(), *callbacks])
     except BaseException:
         _close_quietly(sender)  # an interrupted epoch's steps still reach the run
         raise
-    sender.close()  # waits for the server up to the outage limit
+    try:
+        sender.close()  # waits for the server up to the outage limit
+    except TrackingOutage as exc:
+        if isinstance(exc, TrackingStoreFull):
+            raise
+        raise _unfinished(run_id, trainer.state, sender.last_error) from None
     return state
 
 
@@ -301,24 +334,36 @@ def resume_config(run_id: str, task: str, epochs: int | None = None) -> RunConfi
         )
     target = cfg.train.epochs if epochs is None else epochs
     if distributed.is_main():  # under torchrun rank 0 alone checks the run and replays its spool
-        _check_resumable(run, target)
+        _check_resumable(run, target, finish_allowed=epochs is None)
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=target))
 
 
-def _check_resumable(run: mlflow.entities.Run, target: int) -> None:
-    """Refuse a run still being trained or already at the target; replay its spool."""
+def _check_resumable(run: mlflow.entities.Run, target: int, finish_allowed: bool) -> None:
+    """Refuse a run still being trained or already at the target; claim it; replay its spool.
+
+    A run that trained all its epochs but could not upload its results (the server was down
+    at its end) is not refused by a plain --resume: it trains no more and uploads them.
+    """
     run_id = run.info.run_id
     _check_not_alive(run)
+    claims.take_claim(run_id, claims.next_claim(run))  # atomic: of two resumes, one goes on
     replay_spool(run_id, local.run_dir(run_id))  # metrics a dead process could not send
     done = _epochs_done(run_id)
-    if target <= done:
+    unfinished = finish_allowed and target == done and not has_results(run)
+    if target <= done and not unfinished:
         raise BadOptionValue(
             f"run {run_id} already has {done} epochs: give --epochs above {done} to train more"
         )
 
 
 def _check_not_alive(run: mlflow.entities.Run) -> None:
-    """A RUNNING run with a fresh heartbeat still has a process training it."""
+    """A RUNNING run with a fresh heartbeat, or a fresh claim, still has a process training it."""
+    holder = claims.held_by_another(run, DEFAULT_STALE_AFTER_S)
+    if holder is not None:
+        raise claims.RunClaimed(
+            f"run {run.info.run_id} is being resumed by {describe(holder)} (claimed "
+            f"{claims.claim_age(holder):.0f} s ago): only one process may train it"
+        )
     age = heartbeat_age(run)
     if local.owner_gone(run.info.run_id):  # this machine's trainer of it has exited
         return
@@ -328,6 +373,11 @@ def _check_not_alive(run: mlflow.entities.Run) -> None:
             "process is training it; if that process is gone, `seismic-ml runs gc` marks it "
             f"FAILED once its heartbeat is {DEFAULT_STALE_AFTER_S:.0f} s old"
         )
+
+
+def has_results(run: mlflow.entities.Run) -> bool:
+    """Whether the run's end-of-training results (best/* metrics, weights, model) were logged."""
+    return "best/val_loss" in run.data.metrics
 
 
 def _epochs_done(run_id: str) -> int:

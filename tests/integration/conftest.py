@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pytest
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
@@ -138,3 +139,31 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def experiment(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh experiment for this test's runs, for this process and its subprocesses."""
+    name = f"faults-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def stoppable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A tracking server of this module's own, which tests stop (SIGSTOP) and continue."""
+    server = Server(tmp_path_factory.mktemp("stoppable_server"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def on_stoppable(stoppable_server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    """Point this process's MLflow client at the stoppable server."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", stoppable_server.url)
+    mlflow.set_tracking_uri(stoppable_server.url)
+    yield stoppable_server
+    stoppable_server.signal(signal.SIGCONT)
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])

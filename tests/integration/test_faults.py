@@ -8,8 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,34 +106,6 @@ def assert_every_metric_once(client: MlflowClient, run_id: str, epochs: int) -> 
 def invoke(*args: str) -> Any:
     """The CLI in-process, as a user would call it."""
     return CliRunner().invoke(cli, list(args))
-
-
-@pytest.fixture
-def experiment(monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh experiment for this test's runs, for this process and its subprocesses."""
-    name = f"faults-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", name)
-    return name
-
-
-@pytest.fixture(scope="module")
-def stoppable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A tracking server of this module's own, which tests stop (SIGSTOP) and continue."""
-    server = Server(tmp_path_factory.mktemp("stoppable_server"))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def on_stoppable(stoppable_server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
-    """Point this process's MLflow client at the stoppable server."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", stoppable_server.url)
-    mlflow.set_tracking_uri(stoppable_server.url)
-    yield stoppable_server
-    stoppable_server.signal(signal.SIGCONT)
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
 
 
 def test_killed_trainer_is_found_by_gc_marked_failed_and_resumes(
