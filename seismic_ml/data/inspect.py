@@ -17,6 +17,8 @@ from seismic_ml.data.pipelines import phase_eval_generator  # noqa: E402
 from seismic_ml.data.quality import (  # noqa: E402
     Problem,
     metadata_problems,
+    missing_problems,
+    missing_waveforms,
     rate_summary,
     usable_rate,
     waveform_flags,
@@ -53,19 +55,26 @@ def inspect_dataset(name: str, out_dir: Path) -> Inspection:
         meta = exc.metadata
         note = "waveforms not read: seisbench cannot load this metadata"
         return Inspection(summarize(meta, name), metadata_problems(meta), None, note)
-    readable = dataset.filter(usable_rate(dataset.metadata), inplace=False)
+    missing = missing_waveforms(dataset)  # checked against the file's blocks before any read
+    readable = dataset.filter(usable_rate(dataset.metadata) & ~missing, inplace=False)
     nonfinite, zero = waveform_flags(readable)
-    summary = summarize(dataset.metadata, name) + "\n" + _waveform_line(nonfinite, zero)
-    problems = metadata_problems(dataset.metadata) + waveform_problems(nonfinite, zero)
+    summary = summarize(dataset.metadata, name) + "\n" + _waveform_line(nonfinite, zero, missing)
+    problems = [
+        *metadata_problems(dataset.metadata),
+        *missing_problems(dataset, missing),
+        *waveform_problems(nonfinite, zero),
+    ]
     usable = readable.filter(~(nonfinite | zero), inplace=False)
     figure, note = _figure(usable, out_dir / f"examples_{_slug(name)}.png")
     return Inspection(summary, problems, figure, note)
 
 
-def _waveform_line(nonfinite: np.ndarray, zero: np.ndarray) -> str:
+def _waveform_line(nonfinite: np.ndarray, zero: np.ndarray, missing: np.ndarray) -> str:
+    """How many waveforms were read, how many of them are bad, how many rows name none."""
+    unread = f", {int(missing.sum())} rows name no waveform (not read)" if missing.any() else ""
     return (
         f"waveforms: {len(zero)} read, {int(nonfinite.sum())} with NaN or Inf samples, "
-        f"{int(zero.sum())} all zero"
+        f"{int(zero.sum())} all zero{unread}"
     )
 
 

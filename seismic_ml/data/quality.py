@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import seisbench.data as sbd
@@ -26,6 +28,8 @@ from seismic_ml.errors import SeismicMLError
 
 log = logging.getLogger(__name__)
 SCREEN_BATCH = 256  # traces read per get_waveforms call: about 18 MB for 3 x 6000 float32
+ADDRESS_BATCH = 100_000  # metadata rows whose trace_name addresses are checked at once
+_INDEX = r"[+-]?\d+"  # a location's leading integer index, as seisbench's int() reads it
 
 
 @dataclass
@@ -34,11 +38,13 @@ class ScreenReport:
 
     n_excluded_nonfinite: int = 0
     n_excluded_zero: int = 0
+    n_excluded_missing: int = 0  # metadata rows naming no waveform in the HDF5 file
 
     def __add__(self, other: ScreenReport) -> ScreenReport:
         return ScreenReport(
             self.n_excluded_nonfinite + other.n_excluded_nonfinite,
             self.n_excluded_zero + other.n_excluded_zero,
+            self.n_excluded_missing + other.n_excluded_missing,
         )
 
     def to_params(self) -> dict[str, str]:
@@ -46,6 +52,7 @@ class ScreenReport:
         return {
             "data.n_excluded_nonfinite": str(self.n_excluded_nonfinite),
             "data.n_excluded_zero": str(self.n_excluded_zero),
+            "data.n_excluded_missing": str(self.n_excluded_missing),
         }
 
 
@@ -61,23 +68,196 @@ class Problem:
 def screen(
     dataset: sbd.WaveformDataset, split: str = ""
 ) -> tuple[sbd.WaveformDataset, ScreenReport]:
-    """The dataset without traces of unusable sampling rate, NaN/Inf or all-zero waveforms."""
+    """The dataset without traces of unusable rate, naming no waveform, NaN/Inf or all zero."""
     where = f"{split} split: " if split else ""
     dataset = drop_bad_rates(dataset, split)
     if split:
         note_rates(dataset, split)
+    n_rows = len(dataset)
+    dataset, n_missing = drop_missing(dataset, split)
     nonfinite, zero = waveform_flags(dataset)
-    report = ScreenReport(int(nonfinite.sum()), int(zero.sum()))
+    report = ScreenReport(int(nonfinite.sum()), int(zero.sum()), n_missing)
     keep = ~(nonfinite | zero)
     counts = (
         f"{report.n_excluded_nonfinite} with NaN or Inf samples, {report.n_excluded_zero} all zero"
     )
     if not keep.any():
-        raise SeismicMLError(f"{where}every one of its {len(keep)} traces is unusable ({counts})")
+        counts += f", {n_missing} naming no waveform" if n_missing else ""
+        raise SeismicMLError(f"{where}every one of its {n_rows} traces is unusable ({counts})")
     if keep.all():
         return dataset, report
     log.warning("%s%d traces left out (%s)", where, int((~keep).sum()), counts)
     return dataset.filter(keep, inplace=False), report
+
+
+def drop_missing(dataset: sbd.WaveformDataset, split: str = "") -> tuple[sbd.WaveformDataset, int]:
+    """The dataset without rows whose trace_name names no waveform in its file (warned), counted."""
+    where = f"{split} split: " if split else ""
+    missing = missing_waveforms(dataset)
+    n = int(missing.sum())
+    if not n:
+        return dataset, 0
+    file, example = missing_example(dataset, missing)
+    if n == len(missing):
+        raise SeismicMLError(
+            f"{where}every one of its {n} traces names no waveform in {file} (e.g. {example!r})"
+        )
+    log.warning(
+        "%s%d traces name no waveform in %s (e.g. %r) and are left out", where, n, file, example
+    )
+    return dataset.filter(~missing, inplace=False), n
+
+
+def missing_example(dataset: sbd.WaveformDataset, missing: np.ndarray) -> tuple[Path, str]:
+    """The file the flagged rows point into (waveforms*.hdf5 if several) and one's trace_name."""
+    meta = dataset.metadata[missing]
+    chunks = _chunk_column(meta).unique()
+    file = _chunk_file(dataset, chunks[0]) if len(chunks) == 1 else _waveform_file(dataset)
+    return file, str(meta["trace_name"].iloc[0])
+
+
+def missing_waveforms(dataset: sbd.WaveformDataset) -> np.ndarray:
+    """Per row: its trace_name (block$location in its trace_chunk's file) selects no waveform.
+
+    Checked against the blocks' shapes, without reading a sample: the block exists, the row
+    index lies inside it, every slice stays within the stored trace and selects something.
+    Rows are checked ADDRESS_BATCH at a time, so the extra memory stays bounded.
+    """
+    meta, shapes = dataset.metadata, BlockShapes(dataset)
+    batches = [
+        _off_blocks(_addresses(meta.iloc[start : start + ADDRESS_BATCH]), shapes)
+        for start in range(0, len(meta), ADDRESS_BATCH)
+    ]
+    return np.concatenate(batches) if batches else np.zeros(0, dtype=bool)
+
+
+def _addresses(meta: pd.DataFrame) -> pd.DataFrame:
+    """Each row's chunk, block and location, as seisbench splits trace_name (no '$': ':')."""
+    parts = meta["trace_name"].astype(str).str.partition("$")
+    location = parts[2].str.replace(" ", "", regex=False)  # seisbench ignores blanks there
+    return pd.DataFrame(
+        {
+            "chunk": _chunk_column(meta).to_numpy(),
+            "block": parts[0].to_numpy(),
+            "location": location.where(parts[1] == "$", ":").to_numpy(),
+        }
+    )
+
+
+def _chunk_column(meta: pd.DataFrame) -> pd.Series:
+    """Each row's trace_chunk ('' for a dataset of one file)."""
+    if "trace_chunk" not in meta.columns:
+        return pd.Series("", index=meta.index)
+    return meta["trace_chunk"].fillna("").astype(str)
+
+
+def _chunk_file(dataset: sbd.WaveformDataset, chunk: str) -> Path:
+    """The waveform file of one chunk, named as seisbench names it."""
+    return Path(dataset.path) / f"waveforms{chunk}.hdf5"
+
+
+class BlockShapes:
+    """Shapes of the HDF5 blocks rows name, looked up once per (chunk, block)."""
+
+    def __init__(self, dataset: sbd.WaveformDataset) -> None:
+        self.dataset = dataset
+        self.known: dict[tuple[str, str], tuple[int, ...] | None] = {}
+        self.dims = len(str(dataset.data_format.get("dimension_order", "CW")))
+
+    def __getitem__(self, key: tuple[str, str]) -> tuple[int, ...] | None:
+        """The shape of a (chunk, block) learned before; None where there is no such block."""
+        return self.known[key]
+
+    def learn(self, frame: pd.DataFrame) -> None:
+        """Look up every block of these rows not seen yet, each chunk's file opened once."""
+        pairs = frame[["chunk", "block"]].drop_duplicates().itertuples(index=False, name=None)
+        new = pd.DataFrame([p for p in pairs if p not in self.known], columns=["chunk", "block"])
+        for chunk, blocks in new.groupby("chunk", sort=False)["block"]:
+            self.known.update(((str(chunk), b), s) for b, s in self._read(str(chunk), blocks))
+
+    def _read(self, chunk: str, blocks: pd.Series) -> list[tuple[str, tuple[int, ...] | None]]:
+        """Each block's shape in the chunk's file; a file HDF5 cannot read is a one-line error."""
+        if chunk not in self.dataset.chunks:
+            return [(b, None) for b in blocks]
+        file = _chunk_file(self.dataset, chunk)
+        try:
+            with h5py.File(file, "r") as handle:
+                return [(b, _block_shape(handle, b)) for b in blocks]
+        except (OSError, RuntimeError) as exc:  # HDF5's errors for a damaged group or link table
+            raise unreadable_waveforms(file, exc) from exc
+
+
+def _block_shape(handle: h5py.File, block: str) -> tuple[int, ...] | None:
+    """The shape of data/<block>; None where there is no such dataset."""
+    data = handle.get("data")
+    if not isinstance(data, h5py.Group) or not block or block not in data:
+        return None
+    found = data.get(block)
+    return found.shape if isinstance(found, h5py.Dataset) else None
+
+
+def _off_blocks(frame: pd.DataFrame, shapes: BlockShapes) -> np.ndarray:
+    """Per row: its location does not select a waveform of its block.
+
+    The leading row index is checked per row, vectorised; the rest of the location is parsed
+    once per distinct (chunk, block, pattern), so a million rows in few buckets parse a few times.
+    """
+    shapes.learn(frame)
+    head, comma, rest = (column for _, column in frame["location"].str.partition(",").items())
+    index = pd.to_numeric(head.where(head.str.fullmatch(_INDEX)), errors="coerce").to_numpy()
+    indexed = ~np.isnan(index)
+    keys = frame[["chunk", "block"]].assign(
+        indexed=indexed, pattern=np.where(indexed, comma + rest, frame["location"])
+    )
+    code = keys.groupby(list(keys.columns), sort=False).ngroup().to_numpy()
+    unique = list(keys.drop_duplicates().itertuples(index=False, name=None))
+    block = [shapes[(c, b)] for c, b, _, _ in unique]
+    fits = np.array(
+        [_pattern_fits(s, i, p, shapes.dims) for s, (_, _, i, p) in zip(block, unique)], dtype=bool
+    )
+    length = np.array([s[0] if s else 0 for s in block], dtype=np.int64)[code]
+    inside = ~indexed | ((index >= -length) & (index < length))
+    return ~(fits[code] & inside)
+
+
+def _pattern_fits(shape: tuple[int, ...] | None, indexed: bool, pattern: str, dims: int) -> bool:
+    """Whether a location (after an in-range row index if indexed) selects a dims-D waveform."""
+    if not shape:
+        return False
+    parts = pattern.split(",")[1:] if indexed else pattern.split(",")
+    return _selected_dims(parts, shape[1:] if indexed else shape) == dims
+
+
+def _selected_dims(parts: list[str], shape: tuple[int, ...]) -> int | None:
+    """Dimensions h5py returns for these location parts; None where one falls off the block."""
+    if len(parts) > len(shape):
+        return None
+    dims = len(shape) - len(parts)
+    for part, size in zip(parts, shape):
+        fields = part.split(":")
+        if len(fields) == 1 and _index_fits(fields[0], size):
+            continue
+        if not 2 <= len(fields) <= 3 or not _slice_fits(fields, size):
+            return None
+        dims += 1
+    return dims
+
+
+def _index_fits(field: str, size: int) -> bool:
+    """An integer index inside an axis of this size."""
+    return re.fullmatch(_INDEX, field) is not None and -size <= int(field) < size
+
+
+def _slice_fits(fields: list[str], size: int) -> bool:
+    """A start:stop[:step] slice that stays within the axis and selects at least one sample."""
+    if not all(f == "" or re.fullmatch(_INDEX, f) for f in fields):
+        return False
+    start, stop, step = (int(f) if f else None for f in [*fields, ""][:3])
+    if step is not None and step < 1:
+        return False
+    if any(v is not None and not -size <= v <= size for v in (start, stop)):
+        return False
+    return len(range(*slice(start, stop, step).indices(size))) > 0
 
 
 def drop_bad_rates(dataset: sbd.WaveformDataset, split: str = "") -> sbd.WaveformDataset:
@@ -199,6 +379,15 @@ def _non_numeric_problem(meta: pd.DataFrame, column: str, consequence: str) -> l
     if bad.empty:
         return []
     return [Problem(column, len(bad), f"non-numeric (e.g. {bad.iloc[0]!r}): {consequence}")]
+
+
+def missing_problems(dataset: sbd.WaveformDataset, missing: np.ndarray) -> list[Problem]:
+    """Rows naming no waveform as a problem; training leaves them out and counts them."""
+    if not missing.any():
+        return []
+    file, example = missing_example(dataset, missing)
+    meaning = f"names no waveform in {file.name} (e.g. {example!r}): left out"
+    return [Problem("trace_name", int(missing.sum()), meaning)]
 
 
 def waveform_problems(nonfinite: np.ndarray, zero: np.ndarray) -> list[Problem]:

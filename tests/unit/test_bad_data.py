@@ -137,7 +137,11 @@ def test_screen_reads_every_trace_and_keeps_the_good_ones(nan_dataset: Path) -> 
     assert report == ScreenReport(n_excluded_nonfinite=4, n_excluded_zero=1)
     assert len(kept) == 24 - 5 and len(dataset) == 24
     assert np.isfinite(kept.get_waveforms()).all()
-    assert report.to_params() == {"data.n_excluded_nonfinite": "4", "data.n_excluded_zero": "1"}
+    assert report.to_params() == {
+        "data.n_excluded_nonfinite": "4",
+        "data.n_excluded_zero": "1",
+        "data.n_excluded_missing": "0",
+    }
     clean, none = screen(kept)
     assert len(clean) == len(kept) and none == ScreenReport()
 
