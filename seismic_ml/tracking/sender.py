@@ -190,11 +190,13 @@ class MetricSender:
                     self.upload = None
 
     def _went_down(self, exc: BaseException) -> None:
+        full = [line for line in str(exc).splitlines() if any(s in line for s in _STORE_FULL)]
+        self.store_full = bool(full)
+        self.last_error = full[0].strip() if full else first_line(exc)
         if self.down_since is None:
             self.down_since = time.monotonic()
-            log.warning("tracking server unreachable, spooling metrics: %s", first_line(exc))
-        self.last_error = first_line(exc)
-        self.store_full = any(sign in str(exc) for sign in _STORE_FULL)
+            if not self.store_full:  # a full store is said once, by the error that stops training
+                log.warning("tracking server unreachable, spooling metrics: %s", self.last_error)
         with self._queue_lock, contextlib.suppress(OSError):  # a full disk: warned in add()
             os.fsync(self._spool.fileno())  # the unsent metrics survive even a power cut
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,6 +30,9 @@ def ensure_store() -> None:
     uri = mlflow.get_tracking_uri()
     if uri in _opened or not uri.startswith(("sqlite:", "postgresql", "mysql")):
         return
+    # MLflow logs a full traceback for every failed write to a database store; the error also
+    # reaches the caller, which says it in one line (a full disk, say): keep the logs to that
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     lock = Path(tempfile.gettempdir()) / f"seismic_ml-store-{_digest(uri)}.lock"
     with open(lock, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

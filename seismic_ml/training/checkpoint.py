@@ -37,7 +37,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        # torch words it "Unsupported global: GLOBAL x.y" or "unsupported GLOBAL x.y whose module
+        # x is blocked" (a blocked module such as os/posix, under torch 2.13)
+        found = re.search(r"unsupported global(?:: GLOBAL)? (\S+)", str(exc), re.IGNORECASE)
         if found is None:
             raise SeismicMLError(f"checkpoint {path} is unreadable: not a checkpoint") from None
         raise SeismicMLError(

@@ -135,11 +135,11 @@ def test_a_run_ending_during_an_outage_finishes_with_a_plain_resume(
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MB tmpfs: a disk that fills up for real (root only; skipped elsewhere)."""
+    """A 32 MB tmpfs: a disk that fills up for real (root only; skipped elsewhere)."""
     mount = tmp_path / "small"
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)], capture_output=True
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")

@@ -55,6 +55,27 @@ def test_checkpoint_with_code_is_refused_in_one_line_and_never_run(tmp_path: Pat
     assert not marker.exists()
 
 
+class RunsCommand:
+    """Unpickles into os.system(...): a module torch 2.13 blocks by name ("unsupported GLOBAL")."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("true",))
+
+
+def test_checkpoint_calling_a_blocked_module_is_named_not_called_unreadable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "last.pt"
+    torch.save({"model": {}, "loop": RunsCommand()}, path)
+    with pytest.raises(SeismicMLError) as refused:
+        load_checkpoint(path)
+    message = str(refused.value)
+    assert "refusing to unpickle" in message and "system" in message, message
+    assert "\n" not in message
+
+
 def test_trainer_snapshot_loads_weights_only(tmp_path: Path, tiny_dataset: str) -> None:
     from seismic_ml.config import with_model_defaults
     from seismic_ml.training.train import build_trainer
