@@ -3,18 +3,48 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from seismic_ml.data.budget import parse_budget
 from seismic_ml.errors import BadOptionValue, SeismicMLError
-from seismic_ml.models.registry import get_spec
-from seismic_ml.options import ConfigBase, option, section_from_params
+from seismic_ml.models.registry import check_model_size, get_spec
+from seismic_ml.options import (
+    Check,
+    ConfigBase,
+    Range,
+    option,
+    param_spelling,
+    section_from_params,
+)
 
 TASKS = ("phase", "magnitude")
 PRECISIONS = ("fp32", "bf16", "auto")
 # An unset --warmup-epochs is the model's default, but at most this fraction of the run.
 WARMUP_RUN_FRACTION = 0.25
+DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _budget_readable(text: str) -> bool:
+    """True when text reads as a memory budget (50%, 2GB, 512MB, 0)."""
+    try:
+        parse_budget(text, available=0)
+    except BadOptionValue:
+        return False
+    return True
+
+
+def _device_name(text: str) -> bool:
+    """True for auto, cpu, mps, cuda and cuda:N (the syntax; whether it is here is apart)."""
+    return DEVICE_NAME.fullmatch(text) is not None
+
+
+COUNT = Range(0, 100_000_000)  # a count where 0 means none or all: traces, steps
+PATIENCE = Range(0, 10_000)  # epochs
+SEEDS = Range(0, 2**32 - 1)  # numpy's seed range
+BUDGET = Check(_budget_readable, "a memory size: 0 to 100% of what is available, or 2GB, 512MB")
+DEVICE = Check(_device_name, "auto, cpu, cuda, cuda:N or mps")
 
 
 @dataclass
@@ -23,44 +53,57 @@ class DataConfig(ConfigBase):
 
     dataset: str = option("synthetic", "seisbench name, a directory, or synthetic[:N]")
     magnitude_type: str = option("", "keep only traces of this magnitude type (ML, MW, ...)")
-    label_sigma: int = option(30, "width in samples of the Gaussian pick labels", positive=True)
-    max_traces: int = option(0, "use at most this many traces per split (0: all)")
+    label_sigma: int = option(
+        30, "width in samples of the Gaussian pick labels", range=Range(1, 1000)
+    )
+    max_traces: int = option(0, "use at most this many traces per split (0: all)", range=COUNT)
     memory_budget: str = option(
         "50%",
-        "preload a split's waveforms when they fit this much memory (50% of what is available, "
-        "2GB, 512MB); larger splits stream from the HDF5 file (0: always stream)",
+        "preload a split's waveforms when they fit this much memory; larger splits stream "
+        "from the HDF5 file (0: always stream)",
+        check=BUDGET,
     )
-
-    def validate(self) -> None:
-        """Check the fields and that the memory budget reads as a size."""
-        super().validate()
-        parse_budget(self.memory_budget, available=0)
 
 
 @dataclass
 class TrainConfig(ConfigBase):
     """Optimisation settings shared by every model; None means the model's own default."""
 
-    epochs: int = option(20, "number of epochs", positive=True)
-    learning_rate: float | None = option(None, "peak learning rate (default: per model)")
-    batch_size: int | None = option(None, "windows per batch (default: per model)")
+    epochs: int = option(20, "number of epochs", range=Range(1, 10_000))
+    learning_rate: float | None = option(
+        None, "peak learning rate (default: per model)", range=Range(0, 10, low_open=True)
+    )
+    batch_size: int | None = option(
+        None, "windows per batch (default: per model)", range=Range(1, 16_384)
+    )
     warmup_epochs: float | None = option(
-        None, "linear warmup from 10% of the learning rate (default: per model, at most epochs/4)"
+        None,
+        "linear warmup from 10% of the learning rate (default: per model, at most epochs/4)",
+        range=Range(0, 10_000),
     )
     optimizer: str = option("Adam", "optimizer", choices=("Adam", "AdamW", "SGD"))
-    weight_decay: float = option(0.0, "weight decay")
-    scheduler_patience: int = option(5, "epochs without improvement before the lr is reduced")
-    scheduler_factor: float = option(0.5, "factor applied by the plateau scheduler", positive=True)
-    scheduler_threshold: float = option(
-        1e-4, "relative val-loss improvement that counts as progress for the plateau scheduler"
+    weight_decay: float = option(0.0, "weight decay", range=Range(0, 1))
+    scheduler_patience: int = option(
+        5, "epochs without improvement before the lr is reduced", range=PATIENCE
     )
-    early_stopping_patience: int = option(10, "epochs without improvement before stopping")
-    grad_clip: float = option(1.0, "max gradient norm (0: off)")
-    seed: int = option(42, "random seed for weights, data order and augmentation")
-    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
+    scheduler_factor: float = option(
+        0.5, "factor applied by the plateau scheduler", range=Range(0, 1, True, True)
+    )
+    scheduler_threshold: float = option(
+        1e-4,
+        "relative val-loss improvement that counts as progress for the plateau scheduler",
+        range=Range(0, 1, high_open=True),
+    )
+    early_stopping_patience: int = option(
+        10, "epochs without improvement before stopping (0: never)", range=PATIENCE
+    )
+    grad_clip: float = option(1.0, "max gradient norm (0: off)", range=Range(0, 1_000_000))
+    seed: int = option(42, "random seed for weights, data order and augmentation", range=SEEDS)
+    device: str = option("auto", "where to train (auto: CUDA, then MPS, then CPU)", check=DEVICE)
     num_workers: int = option(
         0,
         "loader worker processes (0: batches are cut in the training process)",
+        range=Range(0, 256),
     )
     precision: str = option(
         "fp32",
@@ -68,19 +111,9 @@ class TrainConfig(ConfigBase):
         "has native bfloat16, else fp32)",
         choices=PRECISIONS,
     )
-    max_steps_per_epoch: int = option(0, "cap on optimizer steps per epoch (0: whole split)")
-
-    def validate(self) -> None:
-        """Check the fields and the schedule's ranges."""
-        super().validate()
-        if self.learning_rate is not None and self.learning_rate <= 0:
-            raise BadOptionValue(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.batch_size is not None and self.batch_size <= 0:
-            raise BadOptionValue(f"batch_size must be positive, got {self.batch_size}")
-        if self.warmup_epochs is not None and self.warmup_epochs < 0:
-            raise BadOptionValue(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
-        if not 0 < self.scheduler_factor < 1:
-            raise BadOptionValue(f"scheduler_factor must be in (0, 1), got {self.scheduler_factor}")
+    max_steps_per_epoch: int = option(
+        0, "cap on optimizer steps per epoch (0: whole split)", range=COUNT
+    )
 
 
 @dataclass
@@ -97,33 +130,44 @@ class RunConfig:
         """phase or magnitude, from the model registry."""
         return get_spec(self.model_type).task
 
+    def sections(self) -> tuple[tuple[str, Any], ...]:
+        """The three sections with their param prefixes, in validation order."""
+        return (("model", self.model), ("data", self.data), ("train", self.train))
+
     def validate(self) -> None:
-        """Validate every section; the first problem raises."""
-        self.model.validate()
-        self.data.validate()
-        self.train.validate()
+        """Validate every section (options named as typed: --lstm-hidden); the first raises."""
+        for _, section in self.sections():
+            section.validate()
 
     def to_params(self) -> dict[str, str]:
         """Flat, namespaced MLflow params: model.type, model.<opt>, data.<opt>, train.<opt>."""
         params = {"task": self.task, "model.type": self.model_type}
-        for prefix, section in (("model", self.model), ("data", self.data), ("train", self.train)):
+        for prefix, section in self.sections():
             for key, value in dataclasses.asdict(section).items():
                 params[f"{prefix}.{key}"] = str(value)  # None is stored as "None"
         return params
 
     @classmethod
     def from_params(cls, params: dict[str, str]) -> RunConfig:
-        """Rebuild the config a run logged; unknown keys are ignored, missing ones default."""
+        """Rebuild the config a run logged, each value checked against its option's range
+        (a store is not trusted to hold sane sizes); unknown keys are ignored, missing ones
+        default. A value that does not fit is a one-line SeismicMLError naming its param."""
         if "model.type" not in params:
             raise SeismicMLError("the run has no 'model.type' param: not a seismic-ml training run")
         model_type = params["model.type"]
         spec = get_spec(model_type)
-        return cls(
-            model_type=model_type,
-            model=section_from_params(spec.config_cls, params, "model"),
-            data=section_from_params(DataConfig, params, "data"),
-            train=section_from_params(TrainConfig, params, "train"),
-        )
+        try:
+            cfg = cls(
+                model_type=model_type,
+                model=section_from_params(spec.config_cls, params, "model"),
+                data=section_from_params(DataConfig, params, "data"),
+                train=section_from_params(TrainConfig, params, "train"),
+            )
+            for prefix, section in cfg.sections():
+                section.validate(param_spelling(prefix))
+        except BadOptionValue as exc:
+            raise SeismicMLError(f"the run's params are refused: {exc}") from None
+        return cfg
 
 
 def default_warmup(model_default: float, epochs: int) -> float:
@@ -140,12 +184,37 @@ def with_model_defaults(cfg: RunConfig) -> RunConfig:
 
 
 def checked(cfg: RunConfig) -> RunConfig:
-    """cfg with the model's defaults filled in, validated; a bad value is a usage error."""
+    """cfg validated, with the model's defaults filled in, on a device this machine has and
+    of a buildable size: everything a user can get wrong, before any data is read or any run
+    exists. Every problem is a usage error (BadOptionValue: exit 2)."""
+    cfg.validate()
     cfg = with_model_defaults(cfg)
+    cfg.validate()
+    check_device_present(cfg.train.device)
     try:
-        cfg.validate()
+        check_model_size(cfg.model_type, cfg.model)
     except BadOptionValue:
         raise
-    except SeismicMLError as exc:  # a model config's own check
-        raise BadOptionValue(str(exc)) from exc
+    except SeismicMLError as exc:  # too large to build here: the user's options say so
+        raise BadOptionValue(str(exc)) from None
     return cfg
+
+
+def check_device_present(name: str) -> None:
+    """Refuse a --device this machine lacks (cuda without a GPU, cuda:N past the last one)."""
+    if name in ("auto", "cpu"):
+        return
+    import torch
+
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise BadOptionValue("--device='mps' is not available here (no Apple GPU): use auto")
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(name.partition(":")[2] or 0)
+    if index < count:
+        return
+    build = " (this torch is a CPU build)" if torch.version.cuda is None else ""
+    has = f"no CUDA device{build}" if not count else f"only cuda:0 to cuda:{count - 1}"
+    has = "only cuda:0" if count == 1 else has
+    raise BadOptionValue(f"--device={name!r} is not on this machine: it has {has}; use auto")

@@ -14,7 +14,7 @@ from seismic_ml import interrupts
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig
 from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
 from seismic_ml.models.registry import get_spec
-from seismic_ml.options import field_type
+from seismic_ml.options import allowed_text, field_type
 
 if TYPE_CHECKING:
     from mlflow.exceptions import MlflowException
@@ -127,12 +127,16 @@ class FieldOption:
     choices: tuple | None
     default: Any
     owners: list[str] = dataclasses.field(default_factory=list)
+    allowed: str = ""  # the field's range or check in words, as its errors say it
 
     def to_click(self, show_default: bool = True) -> click.Option:
-        """The click option; its default is None so unset options stay distinguishable."""
+        """The click option; its default is None so unset options stay distinguishable. Its
+        help ends with what it accepts and its default; the configs' validate() checks them."""
         kind = click.Choice(self.choices) if self.choices else _CLICK_TYPES[self.annotation]
-        default = f" [default: {self.default}]" if show_default else ""
-        return flag_option(self.name, type=kind, default=None, help=self.help + default)
+        notes = [self.allowed] if self.allowed and not self.choices else []
+        notes += [f"default: {self.default}"] if show_default and self.default is not None else []
+        suffix = f" [{'; '.join(notes)}]" if notes else ""
+        return flag_option(self.name, type=kind, default=None, help=self.help + suffix)
 
 
 def flag_option(name: str, **kwargs: Any) -> click.Option:
@@ -155,7 +159,12 @@ def field_options(classes: Iterable[type]) -> dict[str, FieldOption]:
                     known.choices = tuple(dict.fromkeys(known.choices + choices))
                 continue
             options[f.name] = FieldOption(
-                f.name, field_type(cls, f.name), f.metadata.get("help", ""), choices, f.default
+                f.name,
+                field_type(cls, f.name),
+                f.metadata.get("help", ""),
+                choices,
+                f.default,
+                allowed=allowed_text(f.metadata),
             )
     return options
 

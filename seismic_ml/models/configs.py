@@ -10,24 +10,39 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from seismic_ml.errors import SeismicMLError
-from seismic_ml.options import ConfigBase, option
+from seismic_ml.errors import BadOptionValue
+from seismic_ml.options import Check, ConfigBase, Range, Spelling, option
 
 LOSSES = ("mse", "huber", "gaussian_nll")
 NORMS = ("std", "peak")
 # Time samples left at the bottleneck of a 3001-sample window (three stride-4 stages, as padded).
 BOTTLENECK_SAMPLES = 12
 
+# What each hyperparameter accepts. Each range reaches a few times past the largest value the
+# models table or a search space uses; the product of several (a wide and deep network) is
+# bounded apart, by the parameter count registry.build_model checks before allocating.
+FILTER_FACTOR = Range(1, 16)  # conv width multiplier: 1 by default, {1, 2, 4} searched
+DROPOUT = Range(0, 1, high_open=True)
+WIDTH = Range(1, 2048)  # hidden units or channels: 128 by default, at most 256 searched
+LAYERS = Range(1, 8)  # stacked recurrent layers: 1 or 2 by default
+HEADS = Range(1, 64)  # attention heads: 4 or 8 by default
+ODD = Check(lambda k: k % 2 == 1, "odd")
+
 
 def filter_factor_option(layers: str = "every U-Net layer (PhaseNetWC)") -> Any:
     """The filter_factor field every model has: an integer multiplier of its conv widths."""
-    return option(1, f"multiply the filters of {layers}", positive=True)
+    return option(1, f"multiply the filters of {layers}", range=FILTER_FACTOR)
 
 
-def check_dropout(value: float) -> None:
-    """Raise SeismicMLError unless 0 <= dropout < 1."""
-    if not 0 <= value < 1:
-        raise SeismicMLError(f"dropout must be in [0, 1), got {value}")
+def dropout_option(where: str, default: float) -> Any:
+    """The dropout field of the magnitude models: a probability below 1."""
+    return option(default, f"dropout in {where}", range=DROPOUT)
+
+
+def must_divide(spell: Spelling, part: str, parts: int, whole: str, width: int) -> None:
+    """Raise BadOptionValue unless parts (the value of field part) divides width."""
+    if width % parts:
+        raise BadOptionValue(f"{spell(part)}={parts} must divide {whole} = {width}")
 
 
 @dataclass
@@ -68,17 +83,11 @@ class PhaseNetLSTMConfig(ConfigBase):
     """Hyperparameters of PhaseNet with an LSTM bottleneck."""
 
     filter_factor: int = filter_factor_option()
-    lstm_hidden_size: int = option(0, "LSTM hidden units (0: the bottleneck channel width)")
-    lstm_num_layers: int = option(1, "stacked LSTM layers", positive=True)
+    lstm_hidden_size: int = option(
+        0, "LSTM hidden units (0: the bottleneck channel width)", range=Range(0, WIDTH.high)
+    )
+    lstm_num_layers: int = option(1, "stacked LSTM layers", range=LAYERS)
     lstm_bidirectional: bool = option(True, "run the LSTM in both time directions")
-
-    def validate(self) -> None:
-        """Check field metadata, then that the hidden size is 0 (auto) or positive."""
-        super().validate()
-        if self.lstm_hidden_size < 0:
-            raise SeismicMLError(
-                f"lstm_hidden_size must be 0 (auto) or positive, got {self.lstm_hidden_size}"
-            )
 
 
 PHASENET_LSTM_SEARCH_SPACE: dict[str, dict] = {
@@ -94,24 +103,13 @@ class PhaseNetConvLSTMConfig(ConfigBase):
     """Hyperparameters of PhaseNet with a convolutional LSTM bottleneck."""
 
     filter_factor: int = filter_factor_option()
-    convlstm_hidden: int = option(64, "ConvLSTM hidden (and cell) channels", positive=True)
-    convlstm_kernel_size: int = option(3, "ConvLSTM gate kernel size (odd)", positive=True)
-    convlstm_chunk: int = option(
-        3, f"bottleneck samples per ConvLSTM step (1 to {BOTTLENECK_SAMPLES})", positive=True
+    convlstm_hidden: int = option(64, "ConvLSTM hidden (and cell) channels", range=WIDTH)
+    convlstm_kernel_size: int = option(
+        3, "ConvLSTM gate kernel size", range=Range(1, 11), check=ODD
     )
-
-    def validate(self) -> None:
-        """Check field metadata, an odd kernel and a chunk no longer than the bottleneck."""
-        super().validate()
-        if self.convlstm_kernel_size % 2 == 0:
-            raise SeismicMLError(
-                f"convlstm_kernel_size must be odd, got {self.convlstm_kernel_size}"
-            )
-        if self.convlstm_chunk > BOTTLENECK_SAMPLES:
-            raise SeismicMLError(
-                f"convlstm_chunk must be at most the {BOTTLENECK_SAMPLES} bottleneck samples, "
-                f"got {self.convlstm_chunk}"
-            )
+    convlstm_chunk: int = option(
+        3, "bottleneck samples per ConvLSTM step", range=Range(1, BOTTLENECK_SAMPLES)
+    )
 
 
 PHASENET_CONV_LSTM_SEARCH_SPACE: dict[str, dict] = {
@@ -126,12 +124,7 @@ class PhaseNetMagConfig(MagnitudeConfig):
     """Hyperparameters of the PhaseNet-style magnitude regressor."""
 
     filter_factor: int = filter_factor_option()
-    dropout: float = option(0.1, "dropout in the regression head")
-
-    def validate(self) -> None:
-        """Check field metadata and the dropout range."""
-        super().validate()
-        check_dropout(self.dropout)
+    dropout: float = dropout_option("the regression head", 0.1)
 
 
 PHASENET_MAG_SEARCH_SPACE: dict[str, dict] = {}
@@ -144,23 +137,29 @@ class EQTransformerMagConfig(MagnitudeConfig):
     """Hyperparameters of the EQTransformer-style magnitude regressor."""
 
     filter_factor: int = filter_factor_option("every convolution of the encoder and CNN blocks")
-    cnn_blocks: int = option(5, "residual CNN blocks after the conv+pool encoder", positive=True)
-    lstm_blocks: int = option(2, "BiLSTM blocks", positive=True)
-    transformer_d_model: int = option(128, "transformer model width", positive=True)
-    transformer_nhead: int = option(8, "transformer attention heads", positive=True)
-    transformer_num_encoder_layers: int = option(4, "transformer encoder layers", positive=True)
-    transformer_dim_feedforward: int = option(512, "transformer feed-forward width", positive=True)
-    dropout: float = option(0.1, "dropout in the CNN, LSTM, transformer and head")
+    cnn_blocks: int = option(
+        5, "residual CNN blocks after the conv+pool encoder", range=Range(1, 32)
+    )
+    lstm_blocks: int = option(2, "BiLSTM blocks", range=LAYERS)
+    transformer_d_model: int = option(128, "transformer model width", range=WIDTH)
+    transformer_nhead: int = option(8, "transformer attention heads", range=HEADS)
+    transformer_num_encoder_layers: int = option(
+        4, "transformer encoder layers", range=Range(1, 32)
+    )
+    transformer_dim_feedforward: int = option(
+        512, "transformer feed-forward width", range=Range(1, 8192)
+    )
+    dropout: float = dropout_option("the CNN, LSTM, transformer and head", 0.1)
 
-    def validate(self) -> None:
-        """Check field metadata, the dropout range and that heads divide the model width."""
-        super().validate()
-        check_dropout(self.dropout)
-        if self.transformer_d_model % self.transformer_nhead:
-            raise SeismicMLError(
-                f"transformer_d_model ({self.transformer_d_model}) must be divisible by "
-                f"transformer_nhead ({self.transformer_nhead})"
-            )
+    def check_together(self, spell: Spelling) -> None:
+        """The attention heads divide the model width."""
+        must_divide(
+            spell,
+            "transformer_nhead",
+            self.transformer_nhead,
+            spell("transformer_d_model"),
+            self.transformer_d_model,
+        )
 
 
 EQTRANSFORMER_MAG_SEARCH_SPACE: dict[str, dict] = {
@@ -176,20 +175,15 @@ class AmagV2Config(MagnitudeConfig):
     """Hyperparameters of MagnitudeNet (amag_v2)."""
 
     filter_factor: int = filter_factor_option("every convolution stage")
-    lstm_hidden: int = option(128, "BiLSTM hidden units per direction", positive=True)
-    lstm_layers: int = option(2, "stacked BiLSTM layers", positive=True)
-    attention_heads: int = option(4, "self-attention heads", positive=True)
-    dropout: float = option(0.2, "dropout in the encoder, LSTM, attention and head")
+    lstm_hidden: int = option(128, "BiLSTM hidden units per direction", range=WIDTH)
+    lstm_layers: int = option(2, "stacked BiLSTM layers", range=LAYERS)
+    attention_heads: int = option(4, "self-attention heads", range=HEADS)
+    dropout: float = dropout_option("the encoder, LSTM, attention and head", 0.2)
 
-    def validate(self) -> None:
-        """Check field metadata, the dropout range and that heads divide the BiLSTM width."""
-        super().validate()
-        check_dropout(self.dropout)
-        if (2 * self.lstm_hidden) % self.attention_heads:
-            raise SeismicMLError(
-                f"2 * lstm_hidden ({2 * self.lstm_hidden}) must be divisible by "
-                f"attention_heads ({self.attention_heads})"
-            )
+    def check_together(self, spell: Spelling) -> None:
+        """The attention heads divide the BiLSTM's output width, 2 * lstm_hidden."""
+        width = f"2 * {spell('lstm_hidden')}"
+        must_divide(spell, "attention_heads", self.attention_heads, width, 2 * self.lstm_hidden)
 
 
 AMAG_V2_SEARCH_SPACE: dict[str, dict] = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from seismic_ml.errors import SeismicMLError
@@ -106,10 +106,71 @@ def model_types(task: str | None = None) -> list[str]:
     return [name for name, spec in MODELS.items() if task is None or spec.task == task]
 
 
+# A network is refused above this many parameters, wherever its config came from (options, a
+# run's params, a registry version): 200 million float32 weights are 0.8 GB, 3.2 GB once training
+# adds gradients and Adam's two moments; the models table's largest default has 1.2 million
+# and published pickers a few million, so the limit is far beyond any sensible choice yet
+# still fits a laptop. On a machine with little memory free the limit is lower (see below).
+MAX_PARAMETERS = 200_000_000
+# ... and the float32 weights may take at most this share of the memory available now:
+# training keeps four copies of them (weights, gradients, two Adam moments).
+MEMORY_SHARE = 0.25
+BYTES_PER_PARAMETER = 4  # float32
+
+
 def build_model(model_type: str, config: Any) -> nn.Module:
-    """Validate the config and build the network."""
+    """Validate the config, refuse a network too large to build here, then build it."""
     spec = get_spec(model_type)
     if not isinstance(config, spec.config_cls):
         raise SeismicMLError(f"{model_type} needs a {spec.config_cls.__name__}")
-    config.validate()
+    check_model_size(model_type, config)
     return spec.build(config)
+
+
+def check_model_size(model_type: str, config: Any) -> int:
+    """The network's parameter count, counted without allocating; over the limit raises."""
+    spec = get_spec(model_type)
+    config.validate()
+    count = count_parameters(spec, config)
+    limit, why = parameter_limit()
+    if count > limit:
+        raise SeismicMLError(
+            f"model {model_type} with {_non_defaults(config)} would have {count:,} parameters "
+            f"({_gigabytes(count)} of float32 weights), over the limit of {limit:,} parameters "
+            f"({_gigabytes(limit)}, {why}): refusing to build it"
+        )
+    return count
+
+
+def count_parameters(spec: ModelSpec, config: Any) -> int:
+    """Parameters of config's network, built on PyTorch's meta device: shapes, no storage."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        module = spec.build(config)
+    return sum(p.numel() for p in module.parameters())
+
+
+def parameter_limit() -> tuple[int, str]:
+    """The largest network allowed here and why: MAX_PARAMETERS, or less when memory is short."""
+    import psutil
+
+    by_memory = int(psutil.virtual_memory().available * MEMORY_SHARE / BYTES_PER_PARAMETER)
+    if by_memory < MAX_PARAMETERS:
+        return by_memory, f"{MEMORY_SHARE:.0%} of the memory available"
+    return MAX_PARAMETERS, "the project's limit"
+
+
+def _non_defaults(config: Any) -> str:
+    """The hyperparameters that differ from their defaults, as name=value."""
+    changed = [
+        f"{f.name}={getattr(config, f.name)}"
+        for f in fields(config)
+        if getattr(config, f.name) != f.default
+    ]
+    return ", ".join(changed) or "its defaults"
+
+
+def _gigabytes(count: int) -> str:
+    """A parameter count as float32 gigabytes."""
+    return f"{count * BYTES_PER_PARAMETER / 1e9:.1f} GB"

@@ -68,7 +68,7 @@ def test_bad_parameter_fails_the_project_run_with_one_line(tracking_uri: str) ->
     done = mlflow_run(tracking_uri, "train_mag", "it-project-bad", "model_type=amag_v2",
                       "lstm_hidden=-4", "dataset=synthetic:200")  # fmt: skip
     assert done.returncode != 0
-    assert "lstm_hidden must be positive, got -4" in done.stderr
+    assert "--lstm-hidden=-4 is outside its range 1 <= x <= 2048" in done.stderr
     assert "Traceback (most recent call last)" not in done.stderr.split("ExecutionException")[0]
 
 

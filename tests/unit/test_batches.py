@@ -161,7 +161,7 @@ def test_memory_budget_reads_sizes(text: str, available: int, expected: int) -> 
 
 @pytest.mark.parametrize("text", ["lots", "150%", "-1GB", "2TB"])
 def test_bad_memory_budget_is_a_usage_error(text: str) -> None:
-    with pytest.raises(BadOptionValue, match="memory_budget"):
+    with pytest.raises(BadOptionValue, match="--memory-budget"):
         DataConfig(memory_budget=text).validate()
 
 

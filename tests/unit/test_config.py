@@ -69,11 +69,11 @@ def test_explicit_training_values_win_over_model_defaults() -> None:
 @pytest.mark.parametrize(
     "train, message",
     [
-        ({"optimizer": "RMSprop"}, "optimizer"),
-        ({"epochs": 0}, "epochs must be positive"),
-        ({"learning_rate": -1.0}, "learning_rate"),
-        ({"scheduler_factor": 1.5}, "scheduler_factor"),
-        ({"warmup_epochs": -1.0}, "warmup_epochs"),
+        ({"optimizer": "RMSprop"}, "--optimizer='RMSprop' is not one of: Adam, AdamW, SGD"),
+        ({"epochs": 0}, r"--epochs=0 is outside its range 1 <= x <= 10000"),
+        ({"learning_rate": -1.0}, r"--learning-rate=-1.0 is outside its range 0 < x <= 10"),
+        ({"scheduler_factor": 1.5}, r"--scheduler-factor=1.5 is outside its range 0 < x < 1"),
+        ({"warmup_epochs": -1.0}, r"--warmup-epochs=-1.0 is outside"),
     ],
 )
 def test_bad_training_values_are_clear_errors(train: dict, message: str) -> None:

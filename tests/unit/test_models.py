@@ -335,26 +335,40 @@ POSITIVE_CASES = [
     (name, f.name)
     for name, spec in MODELS.items()
     for f in dataclasses.fields(spec.config_cls)
-    if f.metadata.get("positive")
+    if f.metadata.get("range") is not None and f.metadata["range"].low >= 1
 ]
+assert len(POSITIVE_CASES) >= 15  # every size of every model is declared positive
+
+
+def flag(name: str) -> str:
+    """The option as the errors spell it."""
+    return "--" + name.replace("_", "-")
 
 
 @pytest.mark.parametrize("model_type, field_name", POSITIVE_CASES)
 @pytest.mark.parametrize("value", [0, -1])
 def test_non_positive_sizes_are_rejected(model_type, field_name, value):
     config = get_spec(model_type).config_cls(**{field_name: value})
-    with pytest.raises(SeismicMLError, match=field_name):
+    with pytest.raises(SeismicMLError, match=f"{flag(field_name)}={value} is outside its range"):
         build_model(model_type, config)
 
 
 @pytest.mark.parametrize(
     "model_type, changes, message",
     [
-        ("eqtransformer_mag", {"transformer_d_model": 100}, "divisible by transformer_nhead"),
-        ("amag_v2", {"lstm_hidden": 3, "attention_heads": 4}, "divisible by attention_heads"),
-        ("phasenet_lstm", {"lstm_hidden_size": -1}, "lstm_hidden_size"),
-        ("phasenet_conv_lstm", {"convlstm_kernel_size": 4}, "odd"),
-        ("phasenet_conv_lstm", {"convlstm_chunk": 13}, "convlstm_chunk"),
+        (
+            "eqtransformer_mag",
+            {"transformer_d_model": 100},
+            "--transformer-nhead=8 must divide --transformer-d-model = 100",
+        ),
+        (
+            "amag_v2",
+            {"lstm_hidden": 3, "attention_heads": 4},
+            "--attention-heads=4 must divide 2 * --lstm-hidden = 6",
+        ),
+        ("phasenet_lstm", {"lstm_hidden_size": -1}, "--lstm-hidden-size=-1 is outside"),
+        ("phasenet_conv_lstm", {"convlstm_kernel_size": 4}, "--convlstm-kernel-size=4 is not odd"),
+        ("phasenet_conv_lstm", {"convlstm_chunk": 13}, "--convlstm-chunk=13 is outside"),
         ("phasenet_mag", {"norm": "rms"}, "std, peak"),
         ("amag_v2", {"loss": "l1"}, "mse, huber, gaussian_nll"),
         ("eqtransformer_mag", {"dropout": 1.0}, "dropout"),

@@ -63,7 +63,7 @@ def test_underscore_aliases_are_accepted() -> None:
         cli, ["train-mag", "--model_type", "amag_v2", "--lstm_hidden", "-3"]
     )
     assert result.exit_code == 2  # a bad option value is a usage error
-    assert result.output.strip() == "Error: lstm_hidden must be positive, got -3"
+    assert result.output.strip() == "Error: --lstm-hidden=-3 is outside its range 1 <= x <= 2048"
 
 
 def test_option_of_another_model_is_a_clear_error() -> None:
