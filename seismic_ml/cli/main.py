@@ -44,6 +44,9 @@ def cli(quiet: bool) -> None:
     level = "ERROR" if quiet else "WARNING"
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", level)
     logging.getLogger("mlflow").setLevel(level)
+    # urllib3 warns at every retry of an unreachable server ("Retrying (Retry(total=4...")):
+    # during an outage that floods stderr; the sender says it once, and again when it ends
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 def _section_options(cls: type) -> list[click.Option]:

@@ -56,7 +56,8 @@ def invoke_friendly(invoke: Callable[[click.Context], Any], ctx: click.Context) 
     Ctrl-C and SIGTERM end with 128 + the signal number (130, 143), whatever was raised."""
     try:
         return invoke(ctx)
-    except (click.exceptions.ClickException, click.exceptions.Exit):
+    except (click.exceptions.ClickException, click.exceptions.Exit, SystemExit):
+        # SystemExit: an inner command already said how it ended (the interrupt line, once)
         raise
     except BaseException as exc:
         if interrupts.received() is not None or isinstance(exc, KeyboardInterrupt):

@@ -179,7 +179,7 @@ def test_signal_marks_the_run_killed(tracking_uri: str, tiny_dataset: str, signu
     proc.send_signal(signum)
     output = proc.communicate(timeout=120)[0].decode()
     assert proc.returncode == 128 + signum, output
-    assert "interrupted by" in output, output
+    assert output.count("interrupted by") == 1, output  # said once, not by every click layer
     assert "Traceback" not in output, output
     assert client.get_run(run.info.run_id).info.status == "KILLED"
 
