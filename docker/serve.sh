@@ -27,6 +27,22 @@ die() {
     exit 2
 }
 
+# the auth .ini this script generates (MLFLOW_AUTH=basic-auth without MLFLOW_AUTH_CONFIG_PATH):
+# the server's workers read it while they run, so it lives as long as the server and is
+# removed when this script ends (the server's exit, SIGTERM, SIGINT, SIGHUP; not SIGKILL)
+generated_config=""
+remove_generated_config() {
+    if [[ -n "$generated_config" ]]; then
+        rm -f -- "$generated_config"
+    fi
+}
+trap remove_generated_config EXIT
+# until the server runs, a signal ends the script through that EXIT trap (an untrapped one
+# would kill bash without running it)
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 backend="${MLFLOW_BACKEND_STORE_URI:-sqlite:///mlflow-server.db}"
 artifacts="${MLFLOW_ARTIFACTS_DESTINATION:-mlartifacts}"
 args=(
@@ -50,8 +66,8 @@ case "${MLFLOW_AUTH:-}" in
         if [[ -z "${MLFLOW_AUTH_CONFIG_PATH:-}" ]]; then
             # The password stays in the environment (MLflow reads MLFLOW_AUTH_ADMIN_PASSWORD);
             # the generated file holds no secret.
-            config="$(mktemp "${TMPDIR:-/tmp}/mlflow-auth.XXXXXX")"
-            cat >"$config" <<INI
+            generated_config="$(mktemp "${TMPDIR:-/tmp}/mlflow-auth.XXXXXX")"
+            cat >"$generated_config" <<INI
 [mlflow]
 default_permission = ${MLFLOW_AUTH_DEFAULT_PERMISSION:-READ}
 database_uri = ${MLFLOW_AUTH_DB_URL:-sqlite:///basic_auth.db}
@@ -59,7 +75,7 @@ admin_username = ${MLFLOW_AUTH_ADMIN_USERNAME:-admin}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 auth_cache_ttl_seconds = ${MLFLOW_AUTH_CACHE_TTL_SECONDS:-60}
 INI
-            export MLFLOW_AUTH_CONFIG_PATH="$config"
+            export MLFLOW_AUTH_CONFIG_PATH="$generated_config"
         fi
         if [[ -z "${MLFLOW_FLASK_SERVER_SECRET_KEY:-}" ]]; then
             # CSRF protection of the auth app needs one key shared by all workers
@@ -76,4 +92,19 @@ if [[ "$artifacts" != *://* ]]; then
     mkdir -p "$artifacts"
 fi
 echo "serve.sh: mlflow ${args[*]}" >&2
-exec "${MLFLOW_BIN:-mlflow}" "${args[@]}"
+if [[ -z "$generated_config" ]]; then
+    exec "${MLFLOW_BIN:-mlflow}" "${args[@]}"
+fi
+# a generated .ini to remove afterwards: run the server as a child (exec would drop the EXIT
+# trap), pass it the signals that end this script, and exit with its status
+"${MLFLOW_BIN:-mlflow}" "${args[@]}" &
+server=$!
+trap 'kill -TERM "$server" 2>/dev/null || true' TERM INT HUP
+status=0
+wait "$server" || status=$?
+while kill -0 "$server" 2>/dev/null; do
+    # a trapped signal interrupted the wait: wait again for the server's own exit status
+    status=0
+    wait "$server" || status=$?
+done
+exit "$status"

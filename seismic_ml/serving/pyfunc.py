@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from seismic_ml.errors import SeismicMLError
+from seismic_ml.serving.limits import check_size, max_windows
+from seismic_ml.serving.refusal import RequestRefused
 from seismic_ml.serving.windows import DEFAULT_THRESHOLD, predict_windows, windows_from_frame
 
 
@@ -16,9 +17,10 @@ class SeismicModel(PythonModel):
     """Raw ZNE windows at 100 Hz in; picks (phase models) or magnitudes out."""
 
     def load_context(self, context: PythonModelContext) -> None:
-        """Build the network through the model registry and load its safetensors weights."""
+        """Build the network from its artifacts; read the request limit from the environment."""
         from seismic_ml.tracking.artifacts import build_module, read_config
 
+        self.max_windows = max_windows()
         cfg = read_config(Path(context.artifacts["run_config"]))
         self.task = cfg.task
         self.module = build_module(cfg, Path(context.artifacts["weights"]))
@@ -30,10 +32,11 @@ class SeismicModel(PythonModel):
         model_input: pd.DataFrame,
         params: dict[str, float] | None = None,
     ) -> pd.DataFrame:
-        """Validate the request table and answer with picks or magnitudes."""
+        """Refuse an oversized or malformed table (reason first), else picks or magnitudes."""
+        check_size(len(model_input), self.in_samples, self.max_windows)
         threshold = float((params or {}).get("threshold", DEFAULT_THRESHOLD))
         try:
             x, ids = windows_from_frame(model_input, self.in_samples)
         except SeismicMLError as exc:
-            raise MlflowException.invalid_parameter_value(str(exc)) from None
+            raise RequestRefused(str(exc)) from None
         return predict_windows(self.module, self.task, x, ids, threshold)

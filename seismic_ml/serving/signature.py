@@ -1,4 +1,11 @@
-"""The pyfunc model's signature: raw ZNE windows in, picks or magnitude (and sigma) out."""
+"""The pyfunc model's signature: raw ZNE windows in, picks or magnitude (and sigma) out.
+
+The four input columns are all needed, yet declared optional (`required=False`): MLflow checks
+required columns in `PyFuncModel.predict` (`_validate_prediction_input`) and reports a missing one
+behind two dumps of the request table; declared optional, a table without one reaches
+`windows_from_frame`, which names it first (`missing column(s) E; expected ...`). Types are
+still enforced by MLflow (a non-numeric Z is its short "Failed to convert column Z" 400).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,12 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from seismic_ml.serving.windows import DEFAULT_THRESHOLD
 
-INPUT = Schema([ColSpec("long", "window"), *(ColSpec("double", c) for c in "ZNE")])
+INPUT = Schema(
+    [
+        ColSpec("long", "window", required=False),
+        *(ColSpec("double", c, required=False) for c in "ZNE"),
+    ]
+)
 PICKS = Schema(
     [
         ColSpec("long", "window"),

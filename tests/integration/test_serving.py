@@ -1,4 +1,8 @@
-"""`mlflow models serve` and `mlflow models predict` on a registered model."""
+"""`mlflow models serve` and `mlflow models predict` on a registered model.
+
+The served model runs with SEISMIC_ML_SERVE_MAX_WINDOWS=4, so that a request over the limit is
+small enough to send here.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ from tests.conftest import tiny_run_config
 from tests.integration.conftest import MLFLOW, free_port
 
 pytestmark = pytest.mark.integration
+
+MAX_WINDOWS = 4
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +69,7 @@ def served(registered: str, mlflow_server: str, tmp_path_factory) -> Iterator[di
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = dict(os.environ, MLFLOW_TRACKING_URI=mlflow_server)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["SEISMIC_ML_SERVE_MAX_WINDOWS"] = str(MAX_WINDOWS)
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [MLFLOW, "models", "serve", "-m", registered, "--env-manager", "local",
@@ -89,16 +96,20 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=20)
 
 
-def _post(url: str, body: dict) -> tuple[int, dict]:
-    """POST a JSON body to /invocations; (HTTP status, decoded answer)."""
-    request = urllib.request.Request(
-        f"{url}/invocations", json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
+def _post_raw(url: str, data: bytes, content_type: str) -> tuple[int, str]:
+    """POST a body to /invocations; (HTTP status, the answer's text)."""
+    request = urllib.request.Request(f"{url}/invocations", data, {"Content-Type": content_type})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
+            return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        return error.code, error.read().decode()
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    """POST a JSON body to /invocations; (HTTP status, decoded answer)."""
+    status, text = _post_raw(url, json.dumps(body).encode(), "application/json")
+    return status, json.loads(text)
 
 
 def _windows(n: int = 2) -> np.ndarray:
@@ -123,19 +134,79 @@ def test_served_model_answers_two_windows_as_in_process(tracking_uri, served):
                                rtol=1e-5, atol=1e-5)  # fmt: skip
 
 
-@pytest.mark.parametrize("fault", ["shape", "dtype", "missing"])
-def test_bad_request_is_http_400_saying_what_was_expected(tracking_uri, served, fault):
+def _bad_request(fault: str, kind: str) -> tuple[pd.DataFrame, str]:
+    """A request table with one fault, and the words its answer's message must start with.
+
+    A non-numeric value never reaches the model: MLflow's own parse refuses it (JSON: cast to the
+    signature's types; CSV: pandas.read_csv), with its own short message.
+    """
     frame = frame_from_windows(_windows(1))
     if fault == "shape":
-        frame, expected = frame.iloc[:100], "exactly 3001 rows per window"
-    elif fault == "dtype":
-        frame = frame.iloc[:5].astype({"Z": str})
-        frame["Z"], expected = "loud", "column Z to type 'float64'"
+        return frame.iloc[:100], "window 0 has 100 rows; expected "
+    if fault == "missing":
+        return frame.drop(columns="E"), "missing column(s) E; expected "
+    if fault == "nan":
+        frame.loc[7, "N"] = np.nan
+        return frame, "the windows hold NaN or infinite values"
+    frame = frame.iloc[:5].astype({"Z": str})
+    frame["Z"] = "loud"
+    if kind == "csv":
+        return frame, "Failed to parse input as a Pandas DataFrame."
+    return (
+        frame,
+        "Invalid input. Data is not compatible with model signature. Failed to convert column Z",
+    )
+
+
+def _encoded(frame: pd.DataFrame, kind: str) -> tuple[bytes, str]:
+    """The body and content type of a table sent as JSON (dataframe_split) or CSV."""
+    if kind == "csv":
+        return frame.to_csv(index=False).encode(), "text/csv"
+    return json.dumps(_split(frame)).encode(), "application/json"
+
+
+def _assert_reason_first(status: int, text: str, start: str, log: Path) -> dict:
+    """HTTP 400 whose message starts with `start`; no dump of the request table anywhere."""
+    assert status == 400, f"{status} {text[:2000]}\n{log.read_text()[-3000:]}"
+    answer = json.loads(text)
+    assert answer["message"].startswith(start), answer["message"][:2000]
+    assert "Failed to predict data" not in answer["message"], answer["message"][:2000]
+    trace = answer.pop("stack_trace", "")
+    assert len(json.dumps(answer)) < 500, text[:2000]
+    assert "window" not in trace, trace
+    return answer | ({"stack_trace": trace} if trace else {})
+
+
+@pytest.mark.parametrize("kind", ["json", "csv"])
+@pytest.mark.parametrize("fault", ["shape", "missing", "nan", "dtype"])
+def test_bad_request_is_http_400_with_the_reason_first_and_no_dump(
+    tracking_uri, served, fault, kind
+):
+    frame, start = _bad_request(fault, kind)
+    status, text = _post_raw(served["url"], *_encoded(frame, kind))
+    answer = _assert_reason_first(status, text, start, served["log"])
+    if fault == "dtype" and kind == "csv":
+        # MLflow's CSV parse adds its traceback (a stack_trace field, not the request)
+        assert "could not convert string to float: 'loud'" in answer["message"], answer
     else:
-        frame, expected = frame.drop(columns="E"), "'E'"
-    status, answer = _post(served["url"], _split(frame))
-    assert status == 400, answer
-    assert expected in answer["message"], answer["message"][:2000]
+        assert len(text) < 500 and "stack_trace" not in answer, text[:2000]
+
+
+def test_too_large_request_is_refused_first_and_the_next_valid_one_answered(tracking_uri, served):
+    too_many = frame_from_windows(_windows(MAX_WINDOWS + 1))
+    status, text = _post_raw(served["url"], *_encoded(too_many, "json"))
+    assert status == 413, f"{status} {text[:2000]}\n{served['log'].read_text()[-3000:]}"
+    assert len(text) < 500, text[:2000]
+    answer = json.loads(text)
+    assert answer["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+    assert answer["message"].startswith(
+        f"request too large: {len(too_many)} rows, about {MAX_WINDOWS + 1} windows of 3001 "
+        f"samples; this server takes at most {MAX_WINDOWS} windows per request "
+        "(SEISMIC_ML_SERVE_MAX_WINDOWS)"
+    ), answer["message"]
+    status, answer = _post(served["url"], _split(frame_from_windows(_windows(MAX_WINDOWS))))
+    assert status == 200, f"{answer}\n{served['log'].read_text()[-3000:]}"
+    assert len(answer["predictions"]) == MAX_WINDOWS
 
 
 def test_registered_model_holds_no_pickle_and_its_example_is_a_valid_request(

@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +186,69 @@ def test_serve_sh_refuses_an_unknown_auth_mode() -> None:
     assert done.stderr.strip().splitlines() == [
         "serve.sh: MLFLOW_AUTH must be empty or basic-auth, not 'kerberos'"
     ]
+
+
+# stands in for `mlflow` (serve.sh's MLFLOW_BIN): notes the auth .ini it was given, then exits 3
+# or, with STUB_SLEEP, becomes a long sleep that only a signal ends
+STUB_MLFLOW = """#!/usr/bin/env bash
+cp "$MLFLOW_AUTH_CONFIG_PATH" "$STUB_DIR/config_seen"
+printf '%s' "$MLFLOW_AUTH_CONFIG_PATH" > "$STUB_DIR/config_path"
+printf '%s' "$$" > "$STUB_DIR/pid"
+if [[ -n "${STUB_SLEEP:-}" ]]; then exec sleep "$STUB_SLEEP"; fi
+exit 3
+"""
+
+
+def serve_sh_with_stub(tmp_path: Path, **env: str) -> subprocess.Popen:
+    """docker/serve.sh with MLFLOW_AUTH=basic-auth, TMPDIR in tmp_path and a stub for mlflow."""
+    stub = tmp_path / "mlflow"
+    stub.write_text(STUB_MLFLOW)
+    stub.chmod(0o755)
+    (tmp_path / "tmp").mkdir()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_AUTH")}
+    environment.update(
+        MLFLOW_AUTH="basic-auth", MLFLOW_BIN=str(stub), STUB_DIR=str(tmp_path),
+        TMPDIR=str(tmp_path / "tmp"), MLFLOW_ARTIFACTS_DESTINATION=str(tmp_path / "artifacts"),
+        MLFLOW_FLASK_SERVER_SECRET_KEY="test-key", **env,
+    )  # fmt: skip
+    return subprocess.Popen(
+        [str(DOCKER / "serve.sh")], env=environment, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def test_serve_sh_removes_its_generated_auth_ini_when_the_server_exits(tmp_path: Path) -> None:
+    proc = serve_sh_with_stub(tmp_path)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 3, output  # the server's own exit status
+    given = Path((tmp_path / "config_path").read_text())
+    assert given.parent == tmp_path / "tmp" and given.name.startswith("mlflow-auth.")
+    assert "authorization_function" in (tmp_path / "config_seen").read_text()
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_serve_sh_passes_sigterm_to_the_server_and_removes_its_auth_ini(tmp_path: Path) -> None:
+    proc = serve_sh_with_stub(tmp_path, STUB_SLEEP="60")
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "pid").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.05)
+    server = int((tmp_path / "pid").read_text())
+    assert len(list((tmp_path / "tmp").iterdir())) == 1  # the .ini lives while the server runs
+    proc.send_signal(signal.SIGTERM)  # to serve.sh alone, as `docker stop` to PID 1
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    with pytest.raises(ProcessLookupError):
+        os.kill(server, 0)
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_serve_sh_leaves_an_auth_ini_of_your_own_in_place(tmp_path: Path) -> None:
+    own = tmp_path / "auth.ini"
+    own.write_text("[mlflow]\nauthorization_function = mine\n")
+    proc = serve_sh_with_stub(tmp_path, MLFLOW_AUTH_CONFIG_PATH=str(own))
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 3, output
+    assert (tmp_path / "config_path").read_text() == str(own)
+    assert own.read_text() == "[mlflow]\nauthorization_function = mine\n"
+    assert list((tmp_path / "tmp").iterdir()) == []
