@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_EPOCHS ?= 10
 DEMO_TRACES ?= 2000
-export SEISBENCH_CACHE_ROOT ?= $(CURDIR)/.seisbench
+# datasets go to seisbench's own cache (~/.seisbench, or $SEISBENCH_CACHE_ROOT when set): the
+# same one the README's commands use after `source .venv/bin/activate`
 
 # `make server`: the team's MLflow server (docker/serve.sh; docker/compose.yaml runs the same)
 DB_URL ?=
@@ -36,7 +37,8 @@ demo: install
 	$(BIN)/seismic-ml eval-mag --run-id $$run_id --plot; \
 	echo; echo "demo run id: $$run_id"; \
 	echo "Runs are in MLflow's default local store (sqlite:///mlflow.db). Open the UI with:"; \
-	echo "  $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db   # then http://127.0.0.1:5000"; \
+	echo "  source $(VENV)/bin/activate   # once per shell: every README command assumes it"; \
+	echo "  mlflow ui --backend-store-uri sqlite:///mlflow.db   # then http://127.0.0.1:5000"; \
 	echo "  (choose 'Model training' in the UI's header to see the runs)"
 
 test: install

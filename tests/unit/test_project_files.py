@@ -136,3 +136,18 @@ def test_every_readme_mlflow_run_example_runs_here_as_written() -> None:
         assert "--env-manager" in words and words[words.index("--env-manager") + 1] == "local"
         assert "--experiment-name" in words, line
         assert words[words.index("-e") + 1] in entry_points, line
+
+
+def test_readme_activates_the_environment_before_its_first_command() -> None:
+    """After `make demo`, `mlflow run` starts `python` from PATH: the README activates .venv
+    once, before any command, and no later line reaches into .venv/bin by hand."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    commands = [i for i, line in enumerate(lines) if line.startswith(("seismic-ml ", "mlflow "))]
+    activate = lines.index("source .venv/bin/activate")
+    assert commands and activate < commands[0]
+    assert not [line for line in lines if line.lstrip().startswith(".venv/bin/")]
+
+
+def test_make_and_the_commands_share_one_seisbench_cache() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "SEISBENCH_CACHE_ROOT ?=" not in makefile and "SEISBENCH_CACHE_ROOT =" not in makefile
