@@ -6,7 +6,9 @@ from typing import Any
 
 import click
 
+from seismic_ml import interrupts
 from seismic_ml.cli.options import (
+    Duration,
     FriendlyCommand,
     add_options,
     field_options,
@@ -42,6 +44,14 @@ def _tune_options() -> list[click.Option]:
             default="sqlite:///optuna.db",
             show_default=True,
             help="Optuna RDB URL; a PostgreSQL URL shares the study between workers",
+        ),
+        flag_option(
+            "storage_outage_limit",
+            type=Duration(),
+            default="5m",
+            show_default=True,
+            help="how long a worker waits out an unreachable Optuna storage (retrying with "
+            "backoff); then it stops with one line, its trial closed by the next worker",
         ),
         flag_option("timeout", type=float, help="stop starting trials after this many seconds"),
         flag_option("search_space", help="YAML/JSON file overriding the default search space"),
@@ -103,6 +113,7 @@ def tune(
     max_epochs_per_trial: int,
     study_name: str | None,
     storage: str,
+    storage_outage_limit: float,
     timeout: float | None,
     search_space: str | None,
     retrain_best: bool,
@@ -118,6 +129,7 @@ def tune(
     --epochs is for --retrain-best, trials train for --max-epochs-per-trial.
     """
     from seismic_ml.tuning.options import TuneOptions
+    from seismic_ml.tuning.storage import StorageOutage
     from seismic_ml.tuning.study import tune as run_tune
 
     chosen = resolve_model_type(task, model_type)
@@ -127,6 +139,7 @@ def tune(
         max_epochs_per_trial=max_epochs_per_trial,
         study_name=study_name,
         storage=storage,
+        storage_outage_limit_s=storage_outage_limit,
         timeout=timeout or None,
         search_space_file=search_space,
         fixed_params=tuple(k for k, v in given.items() if v is not None),
@@ -136,7 +149,13 @@ def tune(
         retrain_best=retrain_best,
         register_as=register_as,
     )
-    _report(run_tune(options))
+    try:
+        result = run_tune(options)
+    except StorageOutage as exc:  # no Exception (see its docstring): one line here
+        if interrupts.received() is not None:
+            raise
+        raise click.ClickException(str(exc)) from None
+    _report(result)
 
 
 def _report(result: Any) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from seismic_ml.config import RunConfig
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
+DEFAULT_OUTAGE_LIMIT_S = 300.0
 
 
 @dataclass
@@ -18,6 +19,7 @@ class TuneOptions:
     max_epochs_per_trial: int = 10
     study_name: str | None = None
     storage: str = DEFAULT_STORAGE
+    storage_outage_limit_s: float = DEFAULT_OUTAGE_LIMIT_S
     timeout: float | None = None
     search_space_file: str | None = None
     fixed_params: tuple[str, ...] = ()

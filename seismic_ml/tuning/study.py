@@ -2,7 +2,9 @@
 
 Storage is Optuna's RDB storage (SQLite by default, PostgreSQL for several workers). The worker
 that creates the study creates the parent run and keeps its id in the study's user attributes;
-every other worker (and every resume) nests its trials under that run.
+every other worker (and every resume) nests its trials under that run. Storage calls wait
+out a database outage up to --storage-outage-limit (tuning/storage.py); past it the worker
+stops with one line, its runs closed FAILED, and the next worker closes the trial it left.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ import warnings
 
 import mlflow
 import optuna
-import sqlalchemy
-from mlflow.entities import Param, RunTag
+from mlflow.entities import Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
@@ -38,8 +39,10 @@ from seismic_ml.tuning.report import (
     summarize,
 )
 from seismic_ml.tuning.space import SearchSpace, apply_params, build_search_space
+from seismic_ml.tuning.storage import StorageOutage, make_storage, outage_in, redact
 from seismic_ml.tuning.trials import (
     PARENT_ATTR,
+    REASON_TAG,
     ROLE_TAG,
     STUDY_TAG,
     TRIAL_ERRORS,
@@ -51,7 +54,6 @@ from seismic_ml.tuning.trials import (
 MODEL_TYPE_ATTR = "model_type"
 # A joining worker waits this long for the creator of a new study to store the parent run id.
 PARENT_WAIT_S = 30.0
-HEARTBEAT_S = 60
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +61,11 @@ log = logging.getLogger(__name__)
 def tune(options: TuneOptions) -> TuneResult:
     """Run this worker's trials of the study (creating or resuming it) and log the results."""
     space, base = _prepare(options)
-    storage = make_storage(options.storage)
+    storage = make_storage(options.storage, options.storage_outage_limit_s, fail_stale_child)
     study, parent = open_study(options, storage)
     client = MlflowClient()
-    client.update_run(parent, status="RUNNING")
+    experiment = _reopen_parent(client, parent)
     _log_search_space(client, parent, space)
-    experiment = client.get_experiment(client.get_run(parent).info.experiment_id).name
     objective = Objective(options, space, base, parent, experiment)
     heartbeat = MetricSender(parent, local.run_dir(parent) / f"worker-{os.getpid()}").start()
     try:
@@ -73,15 +74,58 @@ def tune(options: TuneOptions) -> TuneResult:
                 objective, n_trials=options.n_trials, timeout=options.timeout, catch=TRIAL_ERRORS
             )
     except BaseException as exc:
+        outage = outage_in(exc)
+        if outage is not None:
+            heartbeat.close(wait_s=0)
+            raise stopped_by_outage(outage, parent, storage) from None
         stopped = interrupts.received() is not None or isinstance(exc, KeyboardInterrupt)
         _finish_quietly(study, parent, "KILLED" if stopped else "FAILED", heartbeat)
         raise
     heartbeat.close()
-    finish_parent(study, parent, "FINISHED")
+    try:
+        finish_parent(study, parent, "FINISHED")
+    except StorageOutage as outage:
+        raise stopped_by_outage(outage, parent, storage) from None
     result = summarize(study, parent)
     if options.retrain_best:
         result.retrain = retrain_best(options, base, study, parent, experiment)
     return result
+
+
+def _reopen_parent(client: MlflowClient, parent: str) -> str:
+    """Mark the parent RUNNING (no stopped worker's reason); its experiment's name."""
+    client.update_run(parent, status="RUNNING")
+    return client.get_experiment(_drop_reason(client, parent).info.experiment_id).name
+
+
+def _drop_reason(client: MlflowClient, parent: str) -> Run:
+    """Remove the reason a stopped worker gave the parent run; the run as it was."""
+    run = client.get_run(parent)
+    if REASON_TAG in run.data.tags:
+        client.delete_tag(parent, REASON_TAG)
+    return run
+
+
+def stopped_by_outage(
+    outage: StorageOutage, parent: str, storage: optuna.storages.RDBStorage
+) -> StorageOutage:
+    """Close the parent run FAILED (KILLED after a signal) with the reason; the error to raise.
+
+    The storage is gone, so a trial this worker ran stays RUNNING there: the next worker to
+    open the study on this host closes it at once, Optuna's heartbeat anywhere else later.
+    """
+    status = "KILLED" if interrupts.received() is not None else "FAILED"
+    try:
+        client = MlflowClient()
+        client.set_tag(parent, REASON_TAG, first_line(outage))
+        client.set_terminated(parent, status)
+    except MlflowException as exc:
+        log.warning("could not close the study's parent run %s: %s", parent, first_line(exc))
+    return StorageOutage(
+        f"{first_line(outage)}; this worker stopped: the next worker to open the study on this "
+        f"host closes the trial it was running (elsewhere Optuna's heartbeat does, after "
+        f"{storage.grace_period} s)"
+    )
 
 
 def _prepare(options: TuneOptions) -> tuple[SearchSpace, RunConfig]:
@@ -101,36 +145,6 @@ def _prepare(options: TuneOptions) -> tuple[SearchSpace, RunConfig]:
     )
     checked(options.base)  # a bad value fails here; defaults are filled per trial (its epochs)
     return space, options.base
-
-
-def make_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna RDB storage with heartbeats; retries the schema creation racing another worker."""
-    for attempt in range(5):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
-                    url,
-                    heartbeat_interval=HEARTBEAT_S,
-                    heartbeat_stale_trial_callback=fail_stale_child,
-                )
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            if attempt == 4:
-                raise
-            time.sleep(0.5 * (attempt + 1))
-        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
-            raise SeismicMLError(
-                f"cannot open Optuna storage {redact(url)}: {first_line(exc)}"
-            ) from exc
-    raise AssertionError("unreachable")
-
-
-def redact(url: str) -> str:
-    """The storage URL without its password, for logs and params."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return url
 
 
 def open_study(
@@ -288,7 +302,10 @@ def finish_parent(study: optuna.Study, parent: str, status: str) -> None:
     log_results(study, parent)
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
     if not running:
-        MlflowClient().set_terminated(parent, status)
+        client = MlflowClient()
+        if status == "FINISHED":  # a worker an outage stopped left its reason
+            _drop_reason(client, parent)
+        client.set_terminated(parent, status)
 
 
 def _finish_quietly(study: optuna.Study, parent: str, status: str, heartbeat: MetricSender) -> None:
@@ -296,7 +313,7 @@ def _finish_quietly(study: optuna.Study, parent: str, status: str, heartbeat: Me
     try:
         heartbeat.close(wait_s=0)
         finish_parent(study, parent, status)
-    except Exception as exc:  # the original error matters more
+    except (Exception, StorageOutage) as exc:  # the original error matters more
         log.warning("could not close the study's parent run %s: %s", parent, first_line(exc))
 
 

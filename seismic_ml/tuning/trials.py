@@ -6,7 +6,7 @@ import logging
 
 import optuna
 import torch
-from mlflow.entities import RunTag
+from mlflow.entities import Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
@@ -17,11 +17,14 @@ from seismic_ml.training.loop import Trainer
 from seismic_ml.training.train import TrackingOptions, train
 from seismic_ml.tuning.options import TuneOptions
 from seismic_ml.tuning.space import SearchSpace, apply_params
+from seismic_ml.tuning.storage import StorageOutage
 from seismic_ml.workers import WORKER_ATTR, describe, is_gone, this_worker
 
 PARENT_ATTR = "mlflow_parent_run_id"
 RUN_ID_ATTR = "mlflow_run_id"
 FAIL_REASON_ATTR = "fail_reason"
+RECORDED_FROM_ATTR = "recorded_from_trial"  # a COMPLETE copy of a heartbeat-failed trial
+OBJECTIVE_METRIC = "best/val_loss"
 PARENT_TAG = "mlflow.parentRunId"
 STATE_TAG = "optuna.trial_state"
 NUMBER_TAG = "optuna.trial_number"
@@ -82,12 +85,15 @@ class Objective:
             pruned_at = {"optuna.pruned_at_epoch": str(pruning.pruned_at)}
             self._close(trial, "PRUNED", pruned_at)
             raise
+        except StorageOutage as exc:  # the trial stays RUNNING: only its run says why
+            self._tag_child(trial, "FAIL", {REASON_TAG: first_line(exc)})
+            raise
         except BaseException as exc:
             trial.set_user_attr(FAIL_REASON_ATTR, first_line(exc))
             self._close(trial, "FAIL")  # tracked_run set FAILED (KILLED on a signal)
             raise
-        self._close(trial, "COMPLETE")
-        return result.metrics["best/val_loss"]
+        self._close(trial, "COMPLETE")  # the run first: the value survives a storage outage
+        return result.metrics[OBJECTIVE_METRIC]
 
     def _tracking(self, trial: optuna.Trial) -> TrackingOptions:
         """A child of the parent run (explicit tag: the parent is not this process's run)."""
@@ -112,29 +118,69 @@ class Objective:
         state: str,
         tags: dict[str, str] | None = None,
     ) -> None:
-        """Tag the child run with how the trial ended (tracked_run has set its status)."""
+        """Tag the child run with how the trial ended, then record the run in the trial."""
+        run_id = self._tag_child(trial, state, tags)
+        if run_id is not None:  # None: failed before the run started (e.g. an invalid config)
+            trial.set_user_attr(RUN_ID_ATTR, run_id)
+
+    def _tag_child(
+        self, trial: optuna.Trial, state: str, tags: dict[str, str] | None = None
+    ) -> str | None:
+        """Tag the child run (tracked_run has set its status); its id, None without one."""
+        run_id = None
         try:
             run_id = find_child_run(self.parent, trial.number)
-            if run_id is None:  # failed before the run started (e.g. an invalid config)
-                return
-            trial.set_user_attr(RUN_ID_ATTR, run_id)
-            all_tags = {STATE_TAG: state, **(tags or {})}
-            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in all_tags.items()])
+            if run_id is not None:
+                all_tags = {STATE_TAG: state, **(tags or {})}
+                self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in all_tags.items()])
         except MlflowException as exc:
             log.warning("could not tag the run of trial %d: %s", trial.number, first_line(exc))
+        return run_id
 
 
 def find_child_run(parent: str, number: int) -> str | None:
     """The child run of a trial, found by its parent and trial number tags."""
+    run = child_run(parent, number)
+    return run.info.run_id if run else None
+
+
+def child_run(parent: str, number: int) -> Run | None:
+    """The child Run of a trial (its tags and latest metrics), or None."""
     client = MlflowClient()
     experiment_id = client.get_run(parent).info.experiment_id
     query = f"tags.`{PARENT_TAG}` = '{parent}' AND tags.`{NUMBER_TAG}` = '{number}'"
     runs = client.search_runs([experiment_id], filter_string=query, max_results=1)
-    return runs[0].info.run_id if runs else None
+    return runs[0] if runs else None
+
+
+def _trial_run(study: optuna.Study, number: int) -> Run | None:
+    """The trial's child run; None without one or when the tracking server fails (warned)."""
+    parent = study.user_attrs.get(PARENT_ATTR)
+    try:
+        return child_run(parent, number) if parent else None
+    except MlflowException as exc:
+        log.warning("could not read the run of trial %d: %s", number, first_line(exc))
+        return None
+
+
+def finished_value(run: Run | None) -> float | None:
+    """The objective of a run whose training finished (FINISHED, tagged COMPLETE), else None."""
+    if run is None or run.info.status != "FINISHED" or run.data.tags.get(STATE_TAG) != "COMPLETE":
+        return None
+    return run.data.metrics.get(OBJECTIVE_METRIC)
 
 
 def fail_stale_child(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Heartbeat callback: a dead worker's trial became FAIL; close its child run FAILED too."""
+    """Heartbeat callback: a dead worker's trial became FAIL; close its child run FAILED too.
+
+    A trial whose training had finished (its worker lost the storage before telling it) is
+    added again, COMPLETE with the value its run logged: Optuna never reopens a FAIL trial.
+    """
+    run = _trial_run(study, trial.number)
+    value = finished_value(run)
+    if run is not None and value is not None:
+        _add_complete_copy(study, trial, run.info.run_id, value)
+        return
     worker = describe(trial.user_attrs.get(WORKER_ATTR))
     reason = (
         f"worker {worker} sent no heartbeat within the grace period "
@@ -143,20 +189,75 @@ def fail_stale_child(study: optuna.Study, trial: FrozenTrial) -> None:
     close_failed_child(study, trial.number, reason)
 
 
+def _add_complete_copy(study: optuna.Study, trial: FrozenTrial, run_id: str, value: float) -> None:
+    """A COMPLETE trial with the failed one's params, steps and the value its run logged."""
+    attrs = {**trial.user_attrs, RUN_ID_ATTR: run_id, RECORDED_FROM_ATTR: trial.number}
+    copy = optuna.trial.create_trial(
+        params=trial.params,
+        distributions=trial.distributions,
+        value=value,
+        intermediate_values=trial.intermediate_values,
+        user_attrs=attrs,
+    )
+    study.add_trial(copy)
+    log.warning(
+        "trial %d: its worker finished training but never recorded it: added COMPLETE again "
+        "with val/loss %.4g from run %s",
+        trial.number,
+        value,
+        run_id,
+    )
+
+
 def fail_gone_trials(study: optuna.Study) -> list[int]:
-    """Fail the RUNNING trials of gone workers on this host, and their child runs."""
-    me = describe(this_worker())
-    failed = []
+    """Close the RUNNING trials of gone workers on this host: COMPLETE when their run finished
+    training (the value it logged), else FAIL with their child runs."""
+    closed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get(WORKER_ATTR)
-        if not is_gone(worker):
+        if not is_gone(trial.user_attrs.get(WORKER_ATTR)):
             continue
-        reason = f"worker {describe(worker)} is gone (found by worker {me})"
-        if _fail_trial(study, trial, reason):
-            log.warning("trial %d failed: %s", trial.number, reason)
-            close_failed_child(study, trial.number, reason)
-            failed.append(trial.number)
-    return failed
+        run = _trial_run(study, trial.number)
+        if _complete_from_run(study, trial, run) or _fail_gone(study, trial, run):
+            closed.append(trial.number)
+    return closed
+
+
+def _complete_from_run(study: optuna.Study, trial: FrozenTrial, run: Run | None) -> bool:
+    """Record the value of a trial whose run finished training; False when it had not."""
+    value = finished_value(run)
+    if run is None or value is None:
+        return False
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, RUN_ID_ATTR, run.info.run_id)
+        if not storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [value]):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    worker = describe(trial.user_attrs.get(WORKER_ATTR))
+    log.warning(
+        "trial %d: worker %s finished training but never recorded it: COMPLETE, "
+        "val/loss %.4g from run %s",
+        trial.number,
+        worker,
+        value,
+        run.info.run_id,
+    )
+    return True
+
+
+def _fail_gone(study: optuna.Study, trial: FrozenTrial, run: Run | None) -> bool:
+    """Fail a gone worker's trial; the reason its run recorded on the way out, if any."""
+    me = describe(this_worker())
+    reason = f"worker {describe(trial.user_attrs.get(WORKER_ATTR))} is gone (found by worker {me})"
+    own = run.data.tags.get(REASON_TAG) if run is not None else None
+    if own:  # e.g. the storage outage that stopped it
+        reason = f"{own} (recorded by worker {me})"
+    if not _fail_trial(study, trial, reason):
+        return False
+    log.warning("trial %d failed: %s", trial.number, reason)
+    close_failed_child(study, trial.number, reason)
+    return True
 
 
 def _fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
