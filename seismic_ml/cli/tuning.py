@@ -17,7 +17,7 @@ from seismic_ml.cli.options import (
     run_config_from_options,
 )
 from seismic_ml.config import DataConfig, TrainConfig
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.errors import BadOptionValue
 from seismic_ml.models.registry import MODELS, get_spec, model_types
 
 TASK_NAMES = {"phase": "phase", "mag": "magnitude", "magnitude": "magnitude"}
@@ -97,10 +97,15 @@ def resolve_model_type(task: str | None, model_type: str | None) -> str:
     """The model type from --model-type, else the task's default; they must agree."""
     if model_type is None:
         if task is None:
-            raise SeismicMLError("give --task (phase or mag) or --model-type")
+            raise BadOptionValue(
+                "--task and --model-type: give --task (phase or mag) or --model-type"
+            )
         return DEFAULT_MODEL[TASK_NAMES[task]]
     if task is not None and get_spec(model_type).task != TASK_NAMES[task]:
-        raise SeismicMLError(f"{model_type} is a {get_spec(model_type).task} model, not {task}")
+        raise BadOptionValue(
+            f"--model-type={model_type!r} is a {get_spec(model_type).task} model, "
+            f"not --task={task!r}"
+        )
     return model_type
 
 

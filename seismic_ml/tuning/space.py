@@ -22,7 +22,7 @@ import yaml
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig
 from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.models.registry import get_spec
-from seismic_ml.options import field_type, parse_value
+from seismic_ml.options import field_problem, field_type, parse_value, show
 
 KINDS = ("float", "int", "categorical")
 SPEC_KEYS = {
@@ -169,9 +169,27 @@ def parse_space(
     params = {}
     for name, spec in raw.items():
         section = fields[name]
-        annotation = field_type(_section_class(model_type, section), name)
-        params[name] = parse_spec(name, spec, section, annotation, where)
+        cls = _section_class(model_type, section)
+        params[name] = parse_spec(name, spec, section, field_type(cls, name), where)
+        check_fits(params[name], cls, where)
     return SearchSpace(model_type, params)
+
+
+def check_fits(spec: ParamSpec, cls: type, where: str) -> None:
+    """Raise when a choice, or a bound of a numeric spec, lies outside what the field accepts
+    (its range, choices or check: the same words as the option's error)."""
+    prefix = f"{where}: {spec.name!r}"
+    if spec.kind == "categorical":
+        for choice in spec.choices:
+            problem = field_problem(cls, spec.name, choice)
+            if problem:
+                raise SeismicMLError(f"{prefix} choice {show(choice)} {problem}")
+        return
+    bounds = cls.__dataclass_fields__[spec.name].metadata.get("range")
+    for key in ("low", "high"):
+        value = getattr(spec, key)
+        if bounds is not None and not bounds.contains(value):
+            raise SeismicMLError(f"{prefix} {key}={show(value)} is outside its range {bounds}")
 
 
 def check_names(names: Iterable[str], model_type: str, where: str) -> dict[str, str]:

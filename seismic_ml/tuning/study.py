@@ -130,14 +130,7 @@ def stopped_by_outage(
 
 def _prepare(options: TuneOptions) -> tuple[SearchSpace, RunConfig]:
     """Validate everything a user can get wrong before any study or run exists."""
-    if options.n_trials is not None and options.n_trials < 0:
-        raise BadOptionValue(f"n_trials must be >= 0, got {options.n_trials}")
-    if options.max_epochs_per_trial <= 0:
-        raise BadOptionValue(
-            f"max_epochs_per_trial must be positive, got {options.max_epochs_per_trial}"
-        )
-    if options.pruner_startup_trials < 0 or options.pruner_warmup_steps < 0:
-        raise BadOptionValue("pruner startup trials and warmup steps must be >= 0")
+    options.validate()  # every number in its range, once
     if options.register_as and not options.retrain_best:
         raise BadOptionValue("--register-as registers the retrained model: add --retrain-best")
     space = build_search_space(

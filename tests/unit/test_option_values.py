@@ -141,9 +141,33 @@ def test_bad_tune_value_is_refused_before_any_study_or_run(tmp_path: Path, monke
     assert not (tmp_path / "optuna.db").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="needs cli/tuning.py: resolve_model_type's BadOptionValue")
 def test_tune_task_and_model_type_that_disagree_is_a_usage_error() -> None:
-    refused_in_one_line(["tune", "--task", "phase", "--model-type", "amag_v2"])
+    line = refused_in_one_line(["tune", "--task", "phase", "--model-type", "amag_v2"])
+    assert line == "Error: --model-type='amag_v2' is a magnitude model, not --task='phase'"
+
+
+def test_tune_without_task_or_model_type_is_a_usage_error() -> None:
+    line = refused_in_one_line(["tune"])
+    assert line == "Error: --task and --model-type: give --task (phase or mag) or --model-type"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timeout", "nan"], "--timeout=nan is outside its range 0 <= x <= 31536000"),
+        (["--n-trials", "-1"], "--n-trials=-1 is outside its range 0 <= x <= 1000000"),
+        (["--max-epochs-per-trial", "0"], "--max-epochs-per-trial=0 is outside its range"),
+        (["--storage-outage-limit", "2d"], "--storage-outage-limit=172800.0 is outside its"),
+        (["--pruner-warmup-steps", "10001"], "--pruner-warmup-steps=10001 is outside its"),
+    ],
+)
+def test_bad_tune_option_is_one_line_exit_2(
+    args: list[str], message: str, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = refused_in_one_line(["tune", "--model-type", "amag_v2", *args])
+    assert line.startswith(f"Error: {message}"), line
+    assert not (tmp_path / "optuna.db").exists()
 
 
 def config_classes() -> list[type]:

@@ -130,6 +130,18 @@ def test_a_trial_warmup_fits_its_epochs() -> None:
         ({"optimizer": {"type": "int", "low": 1, "high": 2}}, "use type categorical"),
         ({"batch_size": {"type": "categorical", "choices": []}}, "non-empty list of choices"),
         ({"batch_size": {"type": "categorical", "choices": [8, "x"]}}, "cannot read 'x'"),
+        (
+            {"learning_rate": {"type": "float", "low": 1e-3, "high": 100}},
+            "'learning_rate' high=100.0 is outside its range 0 < x <= 10",
+        ),
+        (
+            {"batch_size": {"type": "categorical", "choices": [0, 8]}},
+            "'batch_size' choice 0 is outside its range",
+        ),
+        (
+            {"optimizer": {"type": "categorical", "choices": ["Adam", "Adamm"]}},
+            "'optimizer' choice 'Adamm' is not one of",
+        ),
         ([1, 2], "must map parameter names to specs"),
         ("{not json", "not valid YAML/JSON"),
     ],
