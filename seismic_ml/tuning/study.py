@@ -5,12 +5,18 @@ that creates the study creates the parent run and keeps its id in the study's us
 every other worker (and every resume) nests its trials under that run. Storage calls wait
 out a database outage up to --storage-outage-limit (tuning/storage.py); past it the worker
 stops with one line, its runs closed FAILED, and the next worker closes the trial it left.
+
+Sampling: the worker that creates the study seeds TPE with --seed itself, so one worker on a
+fresh study is reproducible; every other worker (joining, or resuming an existing study) mixes
+a random nonce into it, so workers started together never draw the same stream. Each trial
+records the seed of the worker that sampled it (user attr sampler_seed).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 import warnings
 
@@ -62,11 +68,12 @@ def tune(options: TuneOptions) -> TuneResult:
     """Run this worker's trials of the study (creating or resuming it) and log the results."""
     space, base = _prepare(options)
     storage = make_storage(options.storage, options.storage_outage_limit_s, fail_stale_child)
-    study, parent = open_study(options, storage)
+    study, parent, created = open_study(options, storage)
+    seed = attach_sampler(study, options, created)
     client = MlflowClient()
     experiment = _reopen_parent(client, parent)
     _log_search_space(client, parent, space)
-    objective = Objective(options, space, base, parent, experiment)
+    objective = Objective(options, space, base, parent, experiment, sampler_seed=seed)
     heartbeat = MetricSender(parent, local.run_dir(parent) / f"worker-{os.getpid()}").start()
     try:
         with interrupts.signals_raise():  # a signal between trials also closes the parent
@@ -142,10 +149,12 @@ def _prepare(options: TuneOptions) -> tuple[SearchSpace, RunConfig]:
 
 def open_study(
     options: TuneOptions, storage: optuna.storages.RDBStorage
-) -> tuple[optuna.Study, str]:
-    """Load or create the study; the worker that creates it also creates the parent run."""
+) -> tuple[optuna.Study, str, bool]:
+    """Load or create the study; the worker that creates it also creates the parent run.
+    The study, its parent run id and whether this worker created the study."""
     project_run = os.environ.pop("MLFLOW_RUN_ID", None)  # `mlflow run` hands us one
     study = _load_study(options, storage)
+    created = False
     if study is None:
         candidate = create_parent_run(options, project_run)
         try:
@@ -156,6 +165,7 @@ def open_study(
             _discard_run(candidate, project_run)  # another worker created it first
             study = _load_study(options, storage)
         else:
+            created = True
             study.set_user_attr(MODEL_TYPE_ATTR, options.base.model_type)
             study.set_user_attr(PARENT_ATTR, candidate)
     parent = _wait_for_parent(study, options, project_run)
@@ -164,8 +174,7 @@ def open_study(
     if project_run and project_run != parent:  # this worker's `mlflow run` run points there
         tags = {ROLE_TAG: "optuna_worker", "seismic_ml.tune_parent_run_id": parent}
         MlflowClient().log_batch(project_run, tags=[RunTag(k, v) for k, v in tags.items()])
-    _attach_sampler(study, options)
-    return study, parent
+    return study, parent, created
 
 
 def _load_study(options: TuneOptions, storage: optuna.storages.RDBStorage) -> optuna.Study | None:
@@ -175,17 +184,24 @@ def _load_study(options: TuneOptions, storage: optuna.storages.RDBStorage) -> op
         return None
 
 
-def _attach_sampler(study: optuna.Study, options: TuneOptions) -> None:
-    """TPE seeded by --seed for a fresh study; joiners and resumes get another stream."""
-    seed = options.base.train.seed
-    n_existing = len(study.get_trials(deepcopy=False))
-    if n_existing:
-        seed = (seed * 1_000_003 + n_existing * 7919 + os.getpid()) % 2**31
+def sampler_seed(seed: int, created: bool) -> int:
+    """The TPE seed of this worker: --seed itself for the worker that created the study (a
+    single worker on a fresh study is reproducible); every other worker, and every later run
+    on an existing study, mixes in a random nonce so no two workers draw the same stream."""
+    if created:
+        return seed
+    return (seed * 1_000_003 + secrets.randbits(62)) % 2**32  # numpy's seed range
+
+
+def attach_sampler(study: optuna.Study, options: TuneOptions, created: bool) -> int:
+    """TPE (seeded by sampler_seed) and the median pruner; the seed used."""
+    seed = sampler_seed(options.base.train.seed, created)
     study.sampler = optuna.samplers.TPESampler(seed=seed)
     study.pruner = optuna.pruners.MedianPruner(
         n_startup_trials=options.pruner_startup_trials,
         n_warmup_steps=options.pruner_warmup_steps,
     )
+    return seed
 
 
 def _wait_for_parent(study: optuna.Study, options: TuneOptions, project_run: str | None) -> str:

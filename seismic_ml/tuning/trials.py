@@ -23,6 +23,7 @@ from seismic_ml.workers import WORKER_ATTR, describe, is_gone, this_worker
 PARENT_ATTR = "mlflow_parent_run_id"
 RUN_ID_ATTR = "mlflow_run_id"
 FAIL_REASON_ATTR = "fail_reason"
+SEED_ATTR = "sampler_seed"  # the TPE seed of the worker that sampled the trial
 RECORDED_FROM_ATTR = "recorded_from_trial"  # a COMPLETE copy of a heartbeat-failed trial
 OBJECTIVE_METRIC = "best/val_loss"
 PARENT_TAG = "mlflow.parentRunId"
@@ -68,14 +69,18 @@ class Objective:
         base: RunConfig,
         parent: str,
         experiment: str,
+        sampler_seed: int | None = None,
     ) -> None:
         self.options, self.space, self.base = options, space, base
         self.parent, self.experiment = parent, experiment
+        self.sampler_seed = sampler_seed
         self.client = MlflowClient()
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Train the sampled config; the objective is its best validation loss."""
         trial.set_user_attr(WORKER_ATTR, this_worker())  # lets a restarted worker fail it
+        if self.sampler_seed is not None:
+            trial.set_user_attr(SEED_ATTR, self.sampler_seed)
         values = self.space.suggest(trial)
         cfg = apply_params(self.base, values, epochs=self.options.max_epochs_per_trial)
         pruning = PruningCallback(trial)

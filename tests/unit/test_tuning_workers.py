@@ -45,3 +45,11 @@ def test_other_hosts_and_missing_records_are_left_to_the_heartbeat() -> None:
     assert not is_gone(None) and not is_gone({"host": socket.gethostname()})
     other_container = {"host": socket.gethostname(), "pid": 2**22 + 1, "pidns": "pid:[1]"}
     assert not is_gone(other_container)
+
+
+def test_the_study_creator_samples_with_the_seed_every_other_worker_apart() -> None:
+    from seismic_ml.tuning.study import sampler_seed
+
+    assert sampler_seed(7, created=True) == 7
+    others = {sampler_seed(7, created=False) for _ in range(20)}
+    assert len(others) == 20 and all(0 <= s < 2**32 for s in others)
