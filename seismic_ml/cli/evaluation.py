@@ -209,7 +209,13 @@ eval_mag = make_eval_command("magnitude")
     "thresholds tuned on its dev split, else 0.3)",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json", "quakeml"]),
+    default="csv",
+    show_default=True,
+    help="csv or json tables, or QuakeML (picks grouped into events, magnitudes per station "
+    "and for the event)",
 )
 @click.option("--out", type=click.Path(path_type=Path), help="output file (default: stdout)")
 @click.option(
@@ -240,13 +246,13 @@ def predict(
     for note in prediction.notes:
         click.echo(f"note: {note}", err=True)
     if out is None:
-        click.echo(run.format_table(prediction.table, fmt), nl=False)
+        click.echo(run.format_prediction(prediction, fmt), nl=False)
     else:
-        run.write_table(prediction.table, fmt, out)
-        click.echo(f"wrote {len(prediction.table)} rows to {out}", err=True)
+        run.write_prediction(prediction, fmt, out)
+        click.echo(f"wrote {run.output_summary(prediction, fmt)} to {out}", err=True)
     if prediction.annotations is not None:
         from seismic_ml.evaluation.plots import plot_stream_picks
 
         path = figure or out.with_suffix(".png")
-        plot_stream_picks(prediction.stream, prediction.annotations, prediction.table, path)
-        click.echo(f"figure: {path}", err=True)
+        pages = plot_stream_picks(prediction.stream, prediction.annotations, prediction.table, path)
+        click.echo(f"figure: {pages.describe()}", err=True)

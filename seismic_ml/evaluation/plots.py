@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 MODEL_STYLE = {"s": 10, "alpha": 0.6, "color": "tab:blue", "label": "model"}
 BASELINE_STYLE = {"s": 10, "alpha": 0.5, "color": "tab:grey", "label": "ML baseline"}
 PHASE_COLORS = {"P": "tab:red", "S": "tab:blue", "N": "tab:grey"}
+STATIONS_PER_PAGE = 8  # predict's figure: stations per page
+MAX_PAGES = 10  # ... and pages at most; stations beyond are left out, and counted
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -136,36 +138,107 @@ def _legend_both(ax: plt.Axes, twin: plt.Axes) -> None:
     ax.legend(unique.values(), unique.keys(), loc="upper right", fontsize=7)
 
 
+@dataclass(frozen=True)
+class FigurePages:
+    """predict's figure: its page files, how many stations they show and how many they leave out."""
+
+    paths: tuple[Path, ...]
+    stations: int
+    left_out: int
+
+    def describe(self) -> str:
+        """The pages in one line, saying any stations left out."""
+        shown = self.stations - self.left_out
+        files = ", ".join(str(p) for p in self.paths)
+        what = f"{shown} stations" + (
+            f", {STATIONS_PER_PAGE} per page" if len(self.paths) > 1 else ""
+        )
+        if self.left_out:
+            what += f"; {self.left_out} more not drawn (at most {MAX_PAGES} pages)"
+        return f"{files} ({what})"
+
+
+def page_path(path: Path, page: int) -> Path:
+    """The file of a page: path itself for the first, NAME-2.png, NAME-3.png, ... after."""
+    return path if page == 0 else path.with_name(f"{path.stem}-{page + 1}{path.suffix}")
+
+
+def stream_stations(stream: obspy.Stream) -> list[tuple[str, str, str]]:
+    """(network, station, location) of every station in the stream, sorted."""
+    return sorted({(tr.stats.network, tr.stats.station, tr.stats.location) for tr in stream})
+
+
 def plot_stream_picks(
     stream: obspy.Stream, annotations: obspy.Stream, picks: pd.DataFrame, path: Path
+) -> FigurePages:
+    """predict's figure: each station's vertical trace, probability curves and picks, on pages of
+    STATIONS_PER_PAGE stations (path, then NAME-2.png, ...), at most MAX_PAGES of them."""
+    stations = stream_stations(stream)
+    pages = [
+        stations[i : i + STATIONS_PER_PAGE] for i in range(0, len(stations), STATIONS_PER_PAGE)
+    ]
+    drawn = pages[:MAX_PAGES]
+    left_out = len(stations) - sum(map(len, drawn))
+    paths = []
+    for number, page in enumerate(drawn):
+        first = number * STATIONS_PER_PAGE + 1
+        title = f"stations {first}-{first + len(page) - 1} of {len(stations)}"
+        if left_out:
+            title += f" ({left_out} not drawn)"
+        paths.append(_plot_page(stream, annotations, picks, page, title, page_path(path, number)))
+    return FigurePages(tuple(paths), len(stations), left_out)
+
+
+def _plot_page(
+    stream: obspy.Stream,
+    annotations: obspy.Stream,
+    picks: pd.DataFrame,
+    stations: list[tuple[str, str, str]],
+    title: str,
+    path: Path,
 ) -> Path:
-    """predict's figure: each station's vertical trace, probability curves and picks."""
-    stations = sorted({".".join(tr.id.split(".")[:3]) for tr in stream})[:8]
-    fig, axes = plt.subplots(len(stations), 1, figsize=(11, 2.6 * len(stations)), squeeze=False)
+    """One page of predict's figure."""
+    fig, axes = plt.subplots(
+        len(stations), 1, figsize=(11, 2.6 * len(stations) + 0.4), squeeze=False
+    )
     for ax, station in zip(axes[:, 0], stations):
-        net, sta, loc = station.split(".")
-        traces = stream.select(network=net, station=sta, location=loc)
-        z = (traces.select(component="Z") or traces)[0]
-        t0 = z.stats.starttime
-        ax.plot(z.times(), z.data / (np.abs(z.data).max() or 1.0), color="k", lw=0.5, label=z.id)
-        twin = ax.twinx()
-        for tr in annotations.select(network=net, station=sta, location=loc):
-            phase = tr.stats.channel.split("_")[-1]
-            if phase in "PS":
-                twin.plot(
-                    tr.times() + (tr.stats.starttime - t0),
-                    tr.data,
-                    color=PHASE_COLORS[phase],
-                    label=f"{phase} probability",
-                )
-        for _, pick in picks[picks["station"].str.startswith(station)].iterrows():
-            ax.axvline(
-                pd.Timestamp(pick["time"]).timestamp() - t0.timestamp,
-                color=PHASE_COLORS.get(pick["phase"], "k"),
-                ls="--",
-                label=f"{pick['phase']} pick",
-            )
-        twin.set(ylim=(0, 1.05), ylabel="probability")
-        _legend_both(ax, twin)
-        ax.set(title=station, xlabel=f"seconds after {t0}", yticks=[])
+        _plot_station(ax, stream, annotations, picks, station)
+    fig.suptitle(title)
     return _save(fig, path)
+
+
+def _plot_station(
+    ax: plt.Axes,
+    stream: obspy.Stream,
+    annotations: obspy.Stream,
+    picks: pd.DataFrame,
+    station: tuple[str, str, str],
+) -> None:
+    """A station's vertical trace, its probability curves and its picks on one axis."""
+    net, sta, loc = station
+    traces = stream.select(network=net, station=sta, location=loc)
+    z = (traces.select(component="Z") or traces)[0]
+    t0 = z.stats.starttime
+    ax.plot(z.times(), z.data / (np.abs(z.data).max() or 1.0), color="k", lw=0.5, label=z.id)
+    twin = ax.twinx()
+    for tr in annotations.select(network=net, station=sta, location=loc):
+        phase = tr.stats.channel.split("_")[-1]
+        if phase in "PS":
+            twin.plot(
+                tr.times() + (tr.stats.starttime - t0),
+                tr.data,
+                color=PHASE_COLORS[phase],
+                label=f"{phase} probability",
+            )
+    mine = (picks["network"] == net) & (picks["station"] == sta) & (picks["location"] == loc)
+    for _, pick in picks[mine].iterrows():
+        ax.axvline(
+            pd.Timestamp(pick["time"]).timestamp() - t0.timestamp,
+            color=PHASE_COLORS.get(pick["phase"], "k"),
+            ls="--",
+            label=f"{pick['phase']} pick",
+        )
+    twin.set(ylim=(0, 1.05), ylabel="probability")
+    _legend_both(ax, twin)
+    label = f"{net}.{sta}" + (f".{loc}" if loc else "")
+    ax.set(title=label, xlabel=f"seconds after {t0}", yticks=[])

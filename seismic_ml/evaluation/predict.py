@@ -5,6 +5,12 @@ one for every phase, else those tuned on the model's dev split in training, else
 magnitude model sees, per station, a window of raw counts at 100 Hz in ZNE order starting
 PRE_P_S before the P onset (the middle of the 1-10 s range it was trained with); the onset
 comes from a picker model or is given.
+
+Every row names its trace: network, station, location and channel. A pick is made on all three
+components; its channel is the vertical one for P and the first horizontal (N, else 1, else E)
+for S. A station magnitude reads the three: its channel is the instrument code with '?' (HH?).
+A station recorded by several instruments (HH and BH) is picked once per instrument. A trace
+not sampled at 100 Hz is resampled, and said so in a note.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import obspy
@@ -28,8 +35,11 @@ from seismic_ml.tracking.loader import TrainedModel, load_model
 SAMPLING_RATE = 100.0
 PRE_P_S = 5.0
 COMPONENTS = {"Z": "Z", "N": "N", "1": "N", "E": "E", "2": "E"}
-PICK_COLUMNS = ["station", "phase", "time", "probability"]
-FORMATS = ("csv", "json")
+ID_COLUMNS = ["network", "station", "location", "channel"]
+PICK_COLUMNS = [*ID_COLUMNS, "phase", "time", "probability"]
+FORMATS = ("csv", "json", "quakeml")
+# Which component's channel names a pick, in order of preference (N and E include 1 and 2).
+PICK_COMPONENTS = {"P": "ZNE", "S": "NEZ"}
 DEFAULT_THRESHOLD = 0.3
 TUNED = "tuned on the model's dev split"
 UNTUNED = "default: the model has none tuned"
@@ -44,6 +54,8 @@ class Prediction:
     notes: list[str] = field(default_factory=list)
     stream: obspy.Stream | None = None
     annotations: obspy.Stream | None = None
+    event: dict[str, float] | None = None  # magnitudes: the event magnitude, spread, stations
+    model: dict[str, str] = field(default_factory=dict)  # what made it: type, run, URI
 
 
 def read_waveforms(paths: Sequence[Path | str]) -> obspy.Stream:
@@ -86,7 +98,8 @@ def predict(
     """
     stream = read_waveforms(paths)
     trained = load_model(model_uri)
-    missing = missing_components(stream, f"{trained.model_type} reads Z, N and E")
+    about_stream = missing_components(stream, f"{trained.model_type} reads Z, N and E")
+    about_stream += resampled(stream)
     if is_phase_model(trained.module):
         if picker_uri or p_times:
             raise SeismicMLError("--picker-uri and --p-time apply to magnitude models only")
@@ -97,17 +110,56 @@ def predict(
         onsets, notes = p_onsets(stream, picker_uri, p_times, threshold)
         prediction = predict_magnitudes(trained.module, stream, onsets)
         prediction.notes[:0] = notes
-    prediction.notes[:0] = missing
+    prediction.notes[:0] = about_stream
+    prediction.model = model_description(trained)
     return prediction
+
+
+def model_description(trained: TrainedModel) -> dict[str, str]:
+    """What the output says made it: model type, training run, URI, magnitude type."""
+    magnitude_type = getattr(trained.config.data, "magnitude_type", "") or "M"
+    return {
+        "model_type": trained.model_type,
+        "run_id": trained.run_id,
+        "uri": trained.uri,
+        "magnitude_type": magnitude_type,
+    }
+
+
+def station_key(trace: obspy.Trace) -> str:
+    """NET.STA.LOC of a trace, as seisbench names its picks' traces."""
+    return ".".join(trace.id.split(".")[:3])
+
+
+def station_label(key: str) -> str:
+    """NET.STA.LOC as a person writes it: NET.STA when the location is empty."""
+    return key[:-1] if key.endswith(".") else key
+
+
+def instrument_of(trace: obspy.Trace) -> str:
+    """The band and instrument code of a trace's channel (HH of HHZ)."""
+    return trace.stats.channel[:-1]
+
+
+def resampled(stream: obspy.Stream) -> list[str]:
+    """A note per station with traces not at 100 Hz: the rates they are resampled from."""
+    rates: dict[str, set[float]] = {}
+    for tr in stream:
+        if tr.stats.sampling_rate != SAMPLING_RATE:
+            rates.setdefault(station_key(tr), set()).add(float(tr.stats.sampling_rate))
+    return [
+        f"{station_label(key)} resampled from {' and '.join(f'{r:g}' for r in sorted(found))} "
+        f"Hz to {SAMPLING_RATE:g} Hz"
+        for key, found in sorted(rates.items())
+    ]
 
 
 def missing_components(stream: obspy.Stream, needs: str) -> list[str]:
     """A warning per station that lacks a Z, N or E component (1/2 count as N/E)."""
     found: dict[str, set[str]] = {}
     for tr in stream:
-        station = ".".join(tr.id.split(".")[:3])
         component = COMPONENTS.get(tr.stats.channel[-1:].upper())
-        found.setdefault(station, set()).update({component} - {None})
+        found.setdefault(station_label(station_key(tr)), set()).update({component} - {None})
     return [
         f"warning: {station} has no {', '.join(c for c in 'ZNE' if c not in have)} component "
         f"({needs}; the missing ones are zeros, so its results are less reliable)"
@@ -146,31 +198,78 @@ def predict_picks(
     thresholds: dict[str, float],
     curves: bool = False,
 ) -> Prediction:
-    """One row per pick: station, phase, peak time (UTC, ISO) and peak probability."""
-    picks = _classify(model, stream, thresholds)
+    """One row per pick: its trace (network, station, location, channel), phase, peak time
+    (UTC, ISO) and peak probability."""
+    channels = channel_index(stream)
     rows = [
-        {
-            "station": _station_of(p.trace_id),
-            "phase": p.phase,
-            "time": str(p.peak_time),
-            "probability": round(float(p.peak_value), 4),
-        }
-        for p in picks
+        pick_row(pick, channels.get((pick.trace_id, instrument), []))
+        for pick, instrument in classify_picks(model, stream, thresholds)
     ]
-    table = pd.DataFrame(rows, columns=PICK_COLUMNS).sort_values(["station", "time"])
+    table = pd.DataFrame(rows, columns=PICK_COLUMNS)
+    table = table.sort_values(["network", "station", "location", "time", "channel"])
     annotations = model.annotate(stream.copy()) if curves else None
     return Prediction("picks", table.reset_index(drop=True), [], stream, annotations)
 
 
-def _classify(model: nn.Module, stream: obspy.Stream, thresholds: dict[str, float]) -> list:
-    """seisbench picks at each phase's threshold, for every phase the model has."""
+def classify_picks(
+    model: nn.Module, stream: obspy.Stream, thresholds: dict[str, float]
+) -> list[tuple[Any, str]]:
+    """seisbench picks at each phase's threshold, each with the instrument it was made on."""
     kwargs = {f"{phase}_threshold": thresholds[phase] for phase in model.labels if phase in "PS"}
-    return list(model.classify(stream.copy(), **kwargs).picks)
+    found = []
+    for part, instruments in instrument_rounds(stream):
+        for pick in model.classify(part.copy(), **kwargs).picks:
+            found.append((pick, instruments.get(pick.trace_id, "")))
+    return found
 
 
-def _station_of(trace_id: str) -> str:
-    """NET.STA.LOC of a seisbench trace id (which may carry the instrument code too)."""
-    return ".".join(trace_id.split(".")[:3])
+def instrument_rounds(stream: obspy.Stream) -> list[tuple[obspy.Stream, dict[str, str]]]:
+    """The stream in parts holding one instrument per station, each with its station ->
+    instrument map: one part (the whole stream) unless a station has several instruments."""
+    per_station: dict[str, list[str]] = {}
+    for tr in stream:
+        names = per_station.setdefault(station_key(tr), [])
+        if instrument_of(tr) not in names:
+            names.append(instrument_of(tr))
+    parts = []
+    for k in range(max(map(len, per_station.values()), default=0)):
+        chosen = {key: names[k] for key, names in per_station.items() if len(names) > k}
+        traces = [tr for tr in stream if chosen.get(station_key(tr)) == instrument_of(tr)]
+        parts.append((obspy.Stream(traces), chosen))
+    return parts
+
+
+def channel_index(stream: obspy.Stream) -> dict[tuple[str, str], list[str]]:
+    """(NET.STA.LOC, instrument) -> the channel codes recorded, sorted."""
+    index: dict[tuple[str, str], set[str]] = {}
+    for tr in stream:
+        index.setdefault((station_key(tr), instrument_of(tr)), set()).add(tr.stats.channel)
+    return {key: sorted(codes) for key, codes in index.items()}
+
+
+def pick_channel(codes: Sequence[str], phase: str) -> str:
+    """The channel naming a pick: vertical for P, first horizontal for S (else what there is)."""
+    by_component: dict[str | None, str] = {}
+    for code in codes:
+        by_component.setdefault(COMPONENTS.get(code[-1:].upper()), code)
+    for component in PICK_COMPONENTS.get(phase, "ZNE"):
+        if component in by_component:
+            return by_component[component]
+    return codes[0] if codes else ""
+
+
+def pick_row(pick: Any, codes: Sequence[str]) -> dict[str, Any]:
+    """A picks-table row of a seisbench pick; codes: the channels of its instrument."""
+    network, station, location = pick.trace_id.split(".")[:3]
+    return {
+        "network": network,
+        "station": station,
+        "location": location,
+        "channel": pick_channel(codes, pick.phase),
+        "phase": pick.phase,
+        "time": str(pick.peak_time),
+        "probability": round(float(pick.peak_value), 4),
+    }
 
 
 # ---------------------------------------------------------------- P onsets
@@ -191,12 +290,12 @@ def p_onsets(
         raise SeismicMLError(f"--picker-uri {picker_uri} is not a phase-picking model")
     thresholds, shown = pick_thresholds(trained, threshold)
     onsets: dict[str, tuple[UTCDateTime, str, float]] = {}
-    for pick in _classify(picker, stream, thresholds):
-        station = _station_of(pick.trace_id)
+    for pick, _ in classify_picks(picker, stream, thresholds):
+        station = pick.trace_id
         if pick.phase == "P" and pick.peak_value > onsets.get(station, (0, "", -1.0))[2]:
             onsets[station] = (pick.peak_time, "picker", round(float(pick.peak_value), 4))
     below = f"no P pick above {thresholds['P']:.3g}, skipped"
-    notes = [f"{s}: {below}" for s in stations if s not in onsets]
+    notes = [f"{station_label(s)}: {below}" for s in stations if s not in onsets]
     return onsets, [f"picker's pick thresholds: {shown}", *notes]
 
 
@@ -231,44 +330,63 @@ def _utc(text: str) -> UTCDateTime:
 
 def station_ids(stream: obspy.Stream) -> list[str]:
     """NET.STA.LOC of every station in the stream, sorted."""
-    return sorted({".".join(tr.id.split(".")[:3]) for tr in stream})
+    return sorted({station_key(tr) for tr in stream})
 
 
 def predict_magnitudes(
     model: nn.Module, stream: obspy.Stream, onsets: dict[str, tuple[UTCDateTime, str, float]]
 ) -> Prediction:
-    """One row per station with a P onset: the model's magnitude (and sigma) from its window."""
+    """One row per station with a P onset: the model's magnitude (and sigma) from its window,
+    and the event magnitude over the stations."""
     rows, notes = [], []
     for station, (p_time, source, probability) in sorted(onsets.items()):
         try:
-            window, padded = station_window(stream, station, p_time, int(model.in_samples))
+            window, padded, channel = station_window(stream, station, p_time, int(model.in_samples))
         except SeismicMLError as exc:
-            notes.append(f"{station}: {exc}, skipped")
+            notes.append(f"{station_label(station)}: {exc}, skipped")
             continue
         magnitude, sigma = _magnitude(model, window)
-        row = {"station": station, "p_time": str(p_time), "p_source": source}
-        row.update({"p_probability": probability, "magnitude": round(magnitude, 3)})
+        row = {**station_columns(station), "channel": channel, "p_time": str(p_time)}
+        row.update({"p_source": source, "p_probability": probability})
+        row["magnitude"] = round(magnitude, 3)
         if sigma is not None:
             row["sigma"] = round(sigma, 3)
         rows.append({**row, "padded": padded})
     if not rows:
         raise SeismicMLError("no station could be evaluated: " + "; ".join(notes))
     table = pd.DataFrame(rows)
-    notes.append(event_magnitude_note(table["magnitude"].to_numpy()))
-    return Prediction("magnitudes", table, notes)
+    event = event_magnitude(table["magnitude"].to_numpy())
+    notes.append(event_magnitude_note(event))
+    return Prediction("magnitudes", table, notes, event=event)
 
 
-def event_magnitude_note(magnitudes: np.ndarray) -> str:
-    """The network magnitude a seismologist reports: the station median, with its spread (MAD)."""
+def station_columns(key: str) -> dict[str, str]:
+    """network, station and location of a NET.STA.LOC key."""
+    network, station, location = key.split(".")
+    return {"network": network, "station": station, "location": location}
+
+
+def event_magnitude(magnitudes: np.ndarray) -> dict[str, float]:
+    """The network magnitude a seismologist reports: the station median, its spread (MAD) and
+    the number of stations."""
     median = float(np.median(magnitudes))
     mad = float(np.median(np.abs(magnitudes - median)))
-    return f"event magnitude {median:.2f} (median of {len(magnitudes)} stations, MAD {mad:.2f})"
+    return {"magnitude": round(median, 3), "mad": round(mad, 3), "stations": len(magnitudes)}
+
+
+def event_magnitude_note(event: dict[str, float]) -> str:
+    """The event magnitude in words."""
+    return (
+        f"event magnitude {event['magnitude']:.2f} (median of {event['stations']} stations, "
+        f"MAD {event['mad']:.2f})"
+    )
 
 
 def station_window(
     stream: obspy.Stream, station: str, p_time: UTCDateTime, n_samples: int
-) -> tuple[np.ndarray, bool]:
-    """(3, n) raw counts, ZNE (1/2 read as N/E), 100 Hz, from PRE_P_S before P; zero-padded?"""
+) -> tuple[np.ndarray, bool, str]:
+    """(3, n) raw counts, ZNE (1/2 read as N/E), 100 Hz, from PRE_P_S before P; zero-padded?;
+    the channels read (HH? when they share an instrument)."""
     net, sta, loc = station.split(".")
     traces = stream.select(network=net, station=sta, location=loc).copy()
     for tr in traces:
@@ -276,7 +394,7 @@ def station_window(
     traces.merge(method=1, fill_value=0.0)
     start = p_time - PRE_P_S
     end = start + (n_samples - 1) / SAMPLING_RATE
-    rows, padded = {}, False
+    rows, padded, codes = {}, False, []
     for tr in traces:
         component = COMPONENTS.get(tr.stats.channel[-1:].upper())
         if component is None or component in rows:
@@ -288,10 +406,18 @@ def station_window(
         padded |= tr.stats.starttime > start or tr.stats.endtime < end
         tr.trim(start, end, pad=True, fill_value=0.0, nearest_sample=True)
         rows[component] = _fit(tr.data, n_samples)
+        codes.append(tr.stats.channel)
     missing = [c for c in "ZNE" if rows.get(c) is None]
     if missing:
         raise SeismicMLError(f"no {'/'.join(missing)} component around {p_time}")
-    return np.stack([rows[c] for c in "ZNE"]).astype(np.float32), bool(padded)
+    window = np.stack([rows[c] for c in "ZNE"]).astype(np.float32)
+    return window, bool(padded), channel_label(codes)
+
+
+def channel_label(codes: Sequence[str]) -> str:
+    """Channels read together: the instrument code with '?' (HH?), else the codes joined."""
+    instruments = {code[:-1] for code in codes}
+    return f"{instruments.pop()}?" if len(instruments) == 1 else ",".join(sorted(codes))
 
 
 def _fit(data: np.ndarray, n_samples: int) -> np.ndarray:
@@ -310,18 +436,48 @@ def _magnitude(model: nn.Module, window: np.ndarray) -> tuple[float, float | Non
 # ---------------------------------------------------------------- output
 
 
-def format_table(table: pd.DataFrame, fmt: str) -> str:
-    """The table as CSV or as a JSON list of records (NaN as null)."""
+def format_prediction(prediction: Prediction, fmt: str) -> str:
+    """The prediction as CSV, JSON or QuakeML text."""
     if fmt not in FORMATS:
-        raise SeismicMLError(f"unknown format {fmt!r}; choose {' or '.join(FORMATS)}")
+        raise SeismicMLError(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
+    if fmt == "quakeml":
+        from seismic_ml.evaluation import quakeml
+
+        return quakeml.prediction_quakeml(*_catalog_parts(prediction))
     if fmt == "csv":
-        return table.to_csv(index=False)
-    records = json.loads(table.to_json(orient="records"))
-    return json.dumps(records, indent=2) + "\n"
+        return csv_text(prediction)
+    return json_text(prediction)
 
 
-def write_table(table: pd.DataFrame, fmt: str, out: Path) -> Path:
-    """Write the formatted table to a file."""
+def csv_text(prediction: Prediction) -> str:
+    """The table as CSV; a magnitude table starts with a comment line: the event magnitude."""
+    header = f"# {event_magnitude_note(prediction.event)}\n" if prediction.event else ""
+    return header + prediction.table.to_csv(index=False)
+
+
+def json_text(prediction: Prediction) -> str:
+    """Picks: a JSON list of records; magnitudes: {"event": {...}, "stations": [records]}."""
+    records = json.loads(prediction.table.to_json(orient="records"))
+    body = {"event": prediction.event, "stations": records} if prediction.event else records
+    return json.dumps(body, indent=2) + "\n"
+
+
+def write_prediction(prediction: Prediction, fmt: str, out: Path) -> Path:
+    """Write the formatted prediction to a file."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(format_table(table, fmt))
+    out.write_text(format_prediction(prediction, fmt))
     return out
+
+
+def output_summary(prediction: Prediction, fmt: str) -> str:
+    """What was written, in a few words: rows, or the QuakeML's events and picks."""
+    if fmt == "quakeml":
+        from seismic_ml.evaluation import quakeml
+
+        return quakeml.catalog_summary(quakeml.prediction_catalog(*_catalog_parts(prediction)))
+    return f"{len(prediction.table)} rows"
+
+
+def _catalog_parts(prediction: Prediction) -> tuple:
+    """What the QuakeML is made of: kind, table, event magnitude, model."""
+    return prediction.kind, prediction.table, prediction.event, prediction.model
