@@ -12,6 +12,7 @@ import click
 
 from seismic_ml import interrupts, progress
 from seismic_ml.cli.evaluation import eval_mag, eval_phase, predict
+from seismic_ml.cli.export import export
 from seismic_ml.cli.options import (
     Duration,
     FriendlyCommand,
@@ -159,6 +160,7 @@ cli.add_command(eval_phase)
 cli.add_command(eval_mag)
 cli.add_command(predict)
 cli.add_command(tune)
+cli.add_command(export)
 
 
 @cli.command("plot-history")
