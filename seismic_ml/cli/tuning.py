@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -17,7 +18,7 @@ from seismic_ml.cli.options import (
     run_config_from_options,
 )
 from seismic_ml.config import DataConfig, TrainConfig
-from seismic_ml.errors import BadOptionValue
+from seismic_ml.errors import BadOptionValue, SeismicMLError
 from seismic_ml.models.registry import MODELS, get_spec, model_types
 
 TASK_NAMES = {"phase": "phase", "mag": "magnitude", "magnitude": "magnitude"}
@@ -53,7 +54,9 @@ def _tune_options() -> list[click.Option]:
             help="how long a worker waits out an unreachable Optuna storage (retrying with "
             "backoff); then it stops with one line, its trial closed by the next worker",
         ),
-        flag_option("timeout", type=float, help="stop starting trials after this many seconds"),
+        flag_option(
+            "timeout", type=float, help="stop starting trials after this many seconds (0: no limit)"
+        ),
         flag_option("search_space", help="YAML/JSON file overriding the default search space"),
         flag_option(
             "retrain_best",
@@ -161,6 +164,39 @@ def tune(
             raise
         raise click.ClickException(str(exc)) from None
     _report(result)
+
+
+@click.command("tune-report", cls=FriendlyCommand)
+@click.option("--study-name", required=True, help="the Optuna study (e.g. tune-amag_v2)")
+@click.option(
+    "--storage",
+    default="sqlite:///optuna.db",
+    show_default=True,
+    help="Optuna RDB URL the study is stored in",
+)
+def tune_report(study_name: str, storage: str) -> None:
+    """Rebuild a study's report in its MLflow parent run from the Optuna storage as it is now:
+    tuning/trials.csv, best_params.json, analysis.png, best.* tags and n_trials/* metrics."""
+    from seismic_ml.tuning.report import rebuild_report
+    from seismic_ml.tuning.storage import make_storage, redact
+    from seismic_ml.tuning.trials import PARENT_ATTR
+
+    path = storage.removeprefix("sqlite:///")
+    if storage.startswith("sqlite:///") and not os.path.exists(path):
+        raise BadOptionValue(f"--storage={storage!r}: there is no file {path}")
+    opened = make_storage(storage)
+    names = [s.study_name for s in opened.get_all_studies()]
+    if study_name not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise BadOptionValue(
+            f"--study-name={study_name!r} is not in {redact(storage)} (studies: {known})"
+        )
+    import optuna
+
+    parent = optuna.load_study(study_name=study_name, storage=opened).user_attrs.get(PARENT_ATTR)
+    if not parent:
+        raise SeismicMLError(f"study {study_name!r} has no MLflow parent run to report into")
+    _report(rebuild_report(opened, study_name, parent))
 
 
 def _report(result: Any) -> None:

@@ -1,4 +1,9 @@
-"""The study's results in its parent run: best value and params, trials.csv, analysis figure."""
+"""The study's results in its parent run: best value and params, trials.csv, analysis figure.
+
+The report is rebuilt from the study's storage, read fresh when it is written: every worker
+writes it at its end (the last one to finish writes last), and `seismic-ml tune-report`
+rebuilds it on demand.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from seismic_ml.training.train import TrainResult
 from seismic_ml.tuning.trials import RUN_ID_ATTR
 
 ARTIFACT_DIR = "tuning"
+# A report is written again when a trial ended while it was written (another worker's).
+REBUILD_TRIES = 3
 
 
 @dataclass
@@ -78,6 +85,26 @@ def log_results(study: optuna.Study, parent: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         write_artifacts(study, result, Path(tmp))
         client.log_artifacts(parent, tmp, ARTIFACT_DIR)
+
+
+def trial_states(study: optuna.Study) -> list[tuple[int, str]]:
+    """Every trial's number and state, as the storage has them now."""
+    return [(t.number, t.state.name) for t in study.get_trials(deepcopy=False)]
+
+
+def rebuild_report(
+    storage: str | optuna.storages.BaseStorage, study_name: str, parent: str
+) -> TuneResult:
+    """The parent run's report rebuilt from the storage as it is now: the study is loaded
+    afresh, the report written, then the storage read again; when a trial ended meanwhile (in
+    another worker) it is written again, so the last writer never leaves an older state."""
+    for _ in range(REBUILD_TRIES):
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        before = trial_states(study)
+        log_results(study, parent)
+        if trial_states(optuna.load_study(study_name=study_name, storage=storage)) == before:
+            break
+    return summarize(study, parent)
 
 
 def write_artifacts(study: optuna.Study, result: TuneResult, folder: Path) -> None:

@@ -41,7 +41,7 @@ from seismic_ml.tuning.report import (
     ARTIFACT_DIR,
     TuneResult,
     best_trial,
-    log_results,
+    rebuild_report,
     summarize,
 )
 from seismic_ml.tuning.space import SearchSpace, apply_params, build_search_space
@@ -308,7 +308,7 @@ def finish_parent(study: optuna.Study, parent: str, status: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-    log_results(study, parent)
+    rebuild_report(study._storage, study.study_name, parent)  # the storage as it is now
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
     if not running:
         client = MlflowClient()

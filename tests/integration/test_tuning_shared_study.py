@@ -10,7 +10,12 @@ import uuid
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from seismic_ml.cli.tuning import tune_report
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +71,35 @@ def test_workers_started_together_draw_distinct_params(
     assert len(drawn) == 4, [t.params for t in trials]
     seeds = {t.user_attrs["sampler_seed"] for t in trials}
     assert len(seeds) == 2 and 7 in seeds  # the creator's is --seed itself
+
+    optuna_study = optuna.load_study(study_name=study, storage=storage)
+
+    # the report the last worker wrote shows every trial finished
+    parent_id = optuna_study.user_attrs["mlflow_parent_run_id"]
+    parent = MlflowClient().get_run(parent_id)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["n_trials/complete"] == 4
+    assert set(trials_csv(parent_id)["state"]) == {"COMPLETE"}
+
+    # rebuilt on demand, from the storage
+    result = CliRunner().invoke(tune_report, ["--study-name", study, "--storage", storage])
+    assert result.exit_code == 0, result.output
+    assert f"study {study}: 4 complete" in result.output
+    assert f"parent run id: {parent_id}" in result.output
+    assert len(trials_csv(parent_id)) == 4
+
+
+def trials_csv(parent_id: str) -> pd.DataFrame:
+    path = MlflowClient().download_artifacts(parent_id, "tuning/trials.csv")
+    return pd.read_csv(path)
+
+
+def test_tune_report_of_an_unknown_study_is_a_usage_error(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="there", storage=storage)
+    result = CliRunner().invoke(tune_report, ["--study-name", "nope", "--storage", storage])
+    assert result.exit_code == 2
+    assert "--study-name='nope' is not in" in result.output and "studies: there" in result.output
+    missing = f"sqlite:///{tmp_path / 'missing.db'}"
+    result = CliRunner().invoke(tune_report, ["--study-name", "x", "--storage", missing])
+    assert result.exit_code == 2 and "there is no file" in result.output
+    assert not (tmp_path / "missing.db").exists()
