@@ -140,6 +140,8 @@ def tune(
     from seismic_ml.tuning.storage import StorageOutage
     from seismic_ml.tuning.study import tune as run_tune
 
+    quiet_libraries()
+
     chosen = resolve_model_type(task, model_type)
     options = TuneOptions(
         base=run_config_from_options(chosen, given),
@@ -158,12 +160,33 @@ def tune(
         register_as=register_as,
     )
     try:
-        result = run_tune(options)
+        result = run_tune(options, callbacks=[_trial_line])
     except StorageOutage as exc:  # no Exception (see its docstring): one line here
         if interrupts.received() is not None:
             raise
         raise click.ClickException(str(exc)) from None
     _report(result)
+
+
+def quiet_libraries() -> None:
+    """tune prints its own lines only: no Optuna INFO per trial, no MLflow "View run" links
+    (unless the user set MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+def _trial_line(study: Any, trial: Any) -> None:
+    """One line as each of this worker's trials ends (Optuna's own lines are off)."""
+    state = trial.state.name.lower()
+    if trial.state.name == "COMPLETE":
+        detail = f"val_loss {trial.value:.4f}"
+    elif trial.state.name == "PRUNED":
+        detail = f"at epoch {trial.last_step}"
+    else:
+        detail = trial.user_attrs.get("fail_reason", "")
+    click.echo(f"Trial {trial.number} finished: {state}, {detail}; params {trial.params}")
 
 
 @click.command("tune-report", cls=FriendlyCommand)
@@ -181,6 +204,7 @@ def tune_report(study_name: str, storage: str) -> None:
     from seismic_ml.tuning.storage import make_storage, redact
     from seismic_ml.tuning.trials import PARENT_ATTR
 
+    quiet_libraries()
     path = storage.removeprefix("sqlite:///")
     if storage.startswith("sqlite:///") and not os.path.exists(path):
         raise BadOptionValue(f"--storage={storage!r}: there is no file {path}")

@@ -18,7 +18,9 @@ import logging
 import os
 import secrets
 import time
+import urllib.parse
 import warnings
+from collections.abc import Callable, Sequence
 
 import mlflow
 import optuna
@@ -58,14 +60,17 @@ from seismic_ml.tuning.trials import (
 )
 
 MODEL_TYPE_ATTR = "model_type"
+TRACKING_URI_ATTR = "mlflow_tracking_uri"
+METRIC_NAME = "val_loss"  # the objective: a trial's best/val_loss
 # A joining worker waits this long for the creator of a new study to store the parent run id.
 PARENT_WAIT_S = 30.0
 
 log = logging.getLogger(__name__)
 
 
-def tune(options: TuneOptions) -> TuneResult:
-    """Run this worker's trials of the study (creating or resuming it) and log the results."""
+def tune(options: TuneOptions, callbacks: Sequence[Callable] = ()) -> TuneResult:
+    """Run this worker's trials of the study (creating or resuming it) and log the results;
+    callbacks(study, trial) are Optuna's, called as each trial of this worker ends."""
     space, base = _prepare(options)
     storage = make_storage(options.storage, options.storage_outage_limit_s, fail_stale_child)
     study, parent, created = open_study(options, storage)
@@ -78,7 +83,11 @@ def tune(options: TuneOptions) -> TuneResult:
     try:
         with interrupts.signals_raise():  # a signal between trials also closes the parent
             study.optimize(
-                objective, n_trials=options.n_trials, timeout=options.timeout, catch=TRIAL_ERRORS
+                objective,
+                n_trials=options.n_trials,
+                timeout=options.timeout,
+                catch=TRIAL_ERRORS,
+                callbacks=list(callbacks),
             )
     except BaseException as exc:
         outage = outage_in(exc)
@@ -168,13 +177,34 @@ def open_study(
             created = True
             study.set_user_attr(MODEL_TYPE_ATTR, options.base.model_type)
             study.set_user_attr(PARENT_ATTR, candidate)
+            describe_study(study)
     parent = _wait_for_parent(study, options, project_run)
     _check_study(study, parent, options)
+    if study.metric_names is None or TRACKING_URI_ATTR not in study.user_attrs:
+        describe_study(study)  # a study created before they were recorded
     fail_gone_trials(study)  # a killed worker's trials on this host: FAIL now, not after grace
     if project_run and project_run != parent:  # this worker's `mlflow run` run points there
         tags = {ROLE_TAG: "optuna_worker", "seismic_ml.tune_parent_run_id": parent}
         MlflowClient().log_batch(project_run, tags=[RunTag(k, v) for k, v in tags.items()])
     return study, parent, created
+
+
+def describe_study(study: optuna.Study) -> None:
+    """Name the objective (val_loss) and the tracking server (no password) in the study, for
+    whoever opens it with Optuna alone (optuna-dashboard, load_study)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([METRIC_NAME])
+    study.set_user_attr(TRACKING_URI_ATTR, public_uri(mlflow.get_tracking_uri()))
+
+
+def public_uri(uri: str) -> str:
+    """A URI without its password (user:***@host), for attributes anyone may read."""
+    parts = urllib.parse.urlsplit(uri)
+    if not parts.password:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def _load_study(options: TuneOptions, storage: optuna.storages.RDBStorage) -> optuna.Study | None:

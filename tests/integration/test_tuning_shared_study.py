@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -63,7 +64,7 @@ def test_workers_started_together_draw_distinct_params(
     args = [*TINY, "--dataset", tiny_dataset, "--study-name", study, "--storage", storage]
     args += ["--experiment", experiment, "--max-epochs-per-trial", "1", "--n-trials", "2"]
     args += ["--search-space", str(tmp_path / "space.json"), "--seed", "7"]
-    start_workers(2, args)
+    outputs = start_workers(2, args)
 
     trials = optuna.load_study(study_name=study, storage=storage).trials
     assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
@@ -72,7 +73,13 @@ def test_workers_started_together_draw_distinct_params(
     seeds = {t.user_attrs["sampler_seed"] for t in trials}
     assert len(seeds) == 2 and 7 in seeds  # the creator's is --seed itself
 
+    # every worker prints its own lines only: one per trial, no Optuna INFO, no MLflow links
+    for out in outputs:
+        assert "View run" not in out and "[I " not in out, out
+        assert len(re.findall(r"^Trial \d+ finished: complete, val_loss", out, re.M)) == 2, out
     optuna_study = optuna.load_study(study_name=study, storage=storage)
+    assert optuna_study.metric_names == ["val_loss"]
+    assert optuna_study.user_attrs["mlflow_tracking_uri"] == tracking_uri
 
     # the report the last worker wrote shows every trial finished
     parent_id = optuna_study.user_attrs["mlflow_parent_run_id"]

@@ -53,3 +53,11 @@ def test_the_study_creator_samples_with_the_seed_every_other_worker_apart() -> N
     assert sampler_seed(7, created=True) == 7
     others = {sampler_seed(7, created=False) for _ in range(20)}
     assert len(others) == 20 and all(0 <= s < 2**32 for s in others)
+
+
+def test_the_study_records_the_tracking_uri_without_its_password() -> None:
+    from seismic_ml.tuning.study import public_uri
+
+    assert public_uri("http://me:secret@host:5000/x") == "http://me:***@host:5000/x"
+    assert public_uri("http://host:5000") == "http://host:5000"
+    assert public_uri("file:///tmp/mlruns") == "file:///tmp/mlruns"
