@@ -23,7 +23,7 @@ from seismic_ml.cli.options import (
     model_field_options,
     run_config_from_options,
 )
-from seismic_ml.cli.tuning import tune
+from seismic_ml.cli.tuning import tune, tune_report
 from seismic_ml.config import DataConfig, TrainConfig, checked
 from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
 from seismic_ml.models.registry import model_types
@@ -160,6 +160,7 @@ cli.add_command(eval_phase)
 cli.add_command(eval_mag)
 cli.add_command(predict)
 cli.add_command(tune)
+cli.add_command(tune_report)
 cli.add_command(export)
 
 

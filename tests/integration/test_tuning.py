@@ -27,14 +27,12 @@ TINY = [
 ]  # fmt: skip
 
 
-def space_file(tmp_path: Path, name: str, lr: tuple[float, float], **fixed: object) -> str:
-    """A tiny space: lstm_hidden fixed at 8, batch 8 or 16, learning rate in lr, and the fixed
-    values given (one choice each)."""
+def space_file(tmp_path: Path, name: str, lr: tuple[float, float]) -> str:
+    """A tiny space: lstm_hidden fixed at 8, batch 8 or 16, learning rate in lr."""
     space = {
         "lstm_hidden": {"type": "categorical", "choices": [8]},
         "batch_size": {"type": "categorical", "choices": [8, 16]},
         "learning_rate": {"type": "float", "low": lr[0], "high": lr[1], "log": True},
-        **{name: {"type": "categorical", "choices": [value]} for name, value in fixed.items()},
     }
     path = tmp_path / name
     path.write_text(json.dumps(space))
@@ -102,10 +100,12 @@ def test_trials_nest_prune_resume_and_retrain(
         "--pruner-warmup-steps", "0",
     )  # fmt: skip
     # Resume again: plain SGD at the largest learning rate allowed, unclipped, diverges to an
-    # infinite loss within two steps (a failed trial); then retrain the best.
-    huge_lr = space_file(tmp_path, "c.json", (9.0, 10.0), optimizer="SGD", grad_clip=0.0)
+    # infinite loss within two steps (a failed trial); then retrain the best. The optimizer and
+    # clipping are fixed on the command line (a categorical the study already holds cannot change)
+    huge_lr = space_file(tmp_path, "c.json", (9.0, 10.0))
     output = run_tune(
-        *common, "--n-trials", "1", "--search-space", huge_lr, "--retrain-best", "--epochs", "1"
+        *common, "--n-trials", "1", "--search-space", huge_lr, "--retrain-best", "--epochs", "1",
+        "--optimizer", "SGD", "--grad-clip", "0",
     )  # fmt: skip
     resumed, children = study_runs(experiment, study)
     assert resumed.info.run_id == parent.info.run_id and resumed.info.status == "FINISHED"
