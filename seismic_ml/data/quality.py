@@ -6,8 +6,9 @@ import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -23,6 +24,13 @@ from seismic_ml.data.registry import (
     pick_columns,
     source_rates,
     unreadable_waveforms,
+)
+from seismic_ml.data.screen_cache import (
+    ScreenFlags,
+    load_flags,
+    save_flags,
+    screening_identity,
+    screening_key,
 )
 from seismic_ml.errors import SeismicMLError
 
@@ -66,46 +74,128 @@ class Problem:
 
 
 def screen(
-    dataset: sbd.WaveformDataset, split: str = ""
+    dataset: sbd.WaveformDataset, split: str = "", cache: bool = True
 ) -> tuple[sbd.WaveformDataset, ScreenReport]:
-    """The dataset without traces of unusable rate, naming no waveform, NaN/Inf or all zero."""
-    where = f"{split} split: " if split else ""
-    dataset = drop_bad_rates(dataset, split)
-    if split:
-        note_rates(dataset, split)
-    n_rows = len(dataset)
-    dataset, n_missing = drop_missing(dataset, split)
-    nonfinite, zero = waveform_flags(dataset)
-    report = ScreenReport(int(nonfinite.sum()), int(zero.sum()), n_missing)
-    keep = ~(nonfinite | zero)
-    counts = (
-        f"{report.n_excluded_nonfinite} with NaN or Inf samples, {report.n_excluded_zero} all zero"
-    )
-    if not keep.any():
-        counts += f", {n_missing} naming no waveform" if n_missing else ""
-        raise SeismicMLError(f"{where}every one of its {n_rows} traces is unusable ({counts})")
-    if keep.all():
-        return dataset, report
-    log.warning("%s%d traces left out (%s)", where, int((~keep).sum()), counts)
-    return dataset.filter(keep, inplace=False), report
+    """The dataset without traces of unusable rate, naming no waveform, NaN/Inf or all zero.
+
+    The verdicts are kept per dataset file (screen_cache): screening the same rows of unchanged
+    files again reads no waveform (cache=False: always read, keep nothing).
+    """
+    screening = Screening.start(dataset, split, cache)
+    if not screening.flags.waveforms:
+        screening.add_waveforms(*waveform_flags(screening.to_read()))
+    return screening.finish()
 
 
-def drop_missing(dataset: sbd.WaveformDataset, split: str = "") -> tuple[sbd.WaveformDataset, int]:
-    """The dataset without rows whose trace_name names no waveform in its file (warned), counted."""
-    where = f"{split} split: " if split else ""
-    missing = missing_waveforms(dataset)
-    n = int(missing.sum())
-    if not n:
-        return dataset, 0
-    file, example = missing_example(dataset, missing)
-    if n == len(missing):
-        raise SeismicMLError(
-            f"{where}every one of its {n} traces names no waveform in {file} (e.g. {example!r})"
+@dataclass
+class Screening:
+    """One split's screening in two halves: the metadata verdicts (or a kept report's) at the
+    start, then the waveform verdicts from whoever reads the waveforms (screen, or a preload)."""
+
+    dataset: sbd.WaveformDataset  # the split as given
+    split: str
+    flags: ScreenFlags
+    key: str
+    identity: dict[str, Any]
+    origin: str  # "cached": the verdicts of a kept report; "screened": read in this process
+    cache: bool = True
+    _to_read: sbd.WaveformDataset | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def start(cls, dataset: sbd.WaveformDataset, split: str = "", cache: bool = True) -> Screening:
+        """The verdicts known before any waveform is read; bad rates, bad addresses warned."""
+        identity = screening_identity(dataset)
+        key = screening_key(identity)
+        kept = load_flags(key, identity, dataset.metadata) if cache else None
+        flags = kept if kept is not None else metadata_flags(dataset)
+        origin = "screened" if kept is None else "cached"
+        screening = cls(dataset, split, flags, key, identity, origin, cache)
+        screening.admit_readable()
+        return screening
+
+    @property
+    def where(self) -> str:
+        """'<split> split: ' to start a message with, or ''."""
+        return f"{self.split} split: " if self.split else ""
+
+    def to_read(self) -> sbd.WaveformDataset:
+        """Rows whose waveforms are read next: the kept ones, or while the waveform verdicts are
+        unknown every readable one."""
+        if self._to_read is None:
+            mask = self.flags.keep if self.flags.waveforms else self.flags.readable
+            self._to_read = _subset(self.dataset, mask)
+        return self._to_read
+
+    def add_waveforms(self, nonfinite: np.ndarray, zero: np.ndarray) -> None:
+        """The waveform verdicts of the readable rows (in to_read's order), then kept on disk."""
+        readable = self.flags.readable
+        self.flags.nonfinite[readable], self.flags.zero[readable] = nonfinite, zero
+        self.flags.waveforms, self._to_read = True, None
+        if self.cache:
+            save_flags(self.key, self.identity, self.dataset.metadata, self.flags)
+
+    def admit_readable(self) -> None:
+        """Warn about rows of unusable rate or naming no waveform; refuse a split of only those."""
+        bad, missing = self.flags.bad_rate, self.flags.missing
+        if bad.any():
+            message = _bad_rate_message(int(bad.sum()))
+            if bad.all():
+                raise SeismicMLError(f"{self.where}all {message} (missing or <= 0)")
+            log.warning("%s%s (missing or <= 0) and are left out", self.where, message)
+        if self.split:
+            meta = self.dataset.metadata
+            _note_rates(meta[~bad] if bad.any() else meta, self.split)
+        n = int(missing.sum())
+        if not n:
+            return
+        file, example = missing_example(self.dataset, missing)
+        if n == int((~bad).sum()):
+            raise SeismicMLError(
+                f"{self.where}every one of its {n} traces names no waveform in {file} "
+                f"(e.g. {example!r})"
+            )
+        where = self.where
+        log.warning(
+            "%s%d traces name no waveform in %s (e.g. %r) and are left out", where, n, file, example
         )
-    log.warning(
-        "%s%d traces name no waveform in %s (e.g. %r) and are left out", where, n, file, example
-    )
-    return dataset.filter(~missing, inplace=False), n
+
+    def finish(self) -> tuple[sbd.WaveformDataset, ScreenReport]:
+        """The kept rows and the counts; a split without one usable trace is refused in one line."""
+        flags = self.flags
+        report = ScreenReport(
+            int(flags.nonfinite.sum()), int(flags.zero.sum()), int(flags.missing.sum())
+        )
+        counts = (
+            f"{report.n_excluded_nonfinite} with NaN or Inf samples, "
+            f"{report.n_excluded_zero} all zero"
+        )
+        keep = flags.keep
+        if not keep.any():
+            n_missing = report.n_excluded_missing
+            counts += f", {n_missing} naming no waveform" if n_missing else ""
+            n_rows = int((~flags.bad_rate).sum())
+            raise SeismicMLError(
+                f"{self.where}every one of its {n_rows} traces is unusable ({counts})"
+            )
+        left_out = int((flags.nonfinite | flags.zero).sum())
+        if left_out:
+            log.warning("%s%d traces left out (%s)", self.where, left_out, counts)
+        return _subset(self.dataset, keep), report
+
+
+def _subset(dataset: sbd.WaveformDataset, mask: np.ndarray) -> sbd.WaveformDataset:
+    """The rows of a mask (the dataset itself when it keeps every row)."""
+    return dataset if mask.all() else dataset.filter(mask, inplace=False)
+
+
+def metadata_flags(dataset: sbd.WaveformDataset) -> ScreenFlags:
+    """Rows of unusable rate, and among the others rows naming no waveform; no waveform read."""
+    flags = ScreenFlags.none(len(dataset), waveforms=False)
+    flags.bad_rate[:] = ~usable_rate(dataset.metadata)
+    rated = ~flags.bad_rate
+    if rated.any():
+        flags.missing[rated] = missing_waveforms(_subset(dataset, rated))
+    return flags
 
 
 def missing_example(dataset: sbd.WaveformDataset, missing: np.ndarray) -> tuple[Path, str]:
@@ -266,13 +356,16 @@ def drop_bad_rates(dataset: sbd.WaveformDataset, split: str = "") -> sbd.Wavefor
     bad = ~usable_rate(dataset.metadata)
     if not bad.any():
         return dataset
-    message = (
-        f"{bad.sum()} traces have a {RATE_COLUMN} that cannot be resampled to {SAMPLING_RATE} Hz"
-    )
+    message = _bad_rate_message(int(bad.sum()))
     if bad.all():
         raise SeismicMLError(f"{where}all {message} (missing or <= 0)")
     log.warning("%s%s (missing or <= 0) and are left out", where, message)
     return dataset.filter(~bad, inplace=False)
+
+
+def _bad_rate_message(n: int) -> str:
+    """How many traces have a rate seisbench cannot resample to 100 Hz."""
+    return f"{n} traces have a {RATE_COLUMN} that cannot be resampled to {SAMPLING_RATE} Hz"
 
 
 def usable_rate(meta: pd.DataFrame) -> np.ndarray:
@@ -294,27 +387,47 @@ def rate_summary(meta: pd.DataFrame) -> str:
 
 def note_rates(dataset: sbd.WaveformDataset, split: str) -> None:
     """Tell the user which traces of a split are resampled to 100 Hz, and from which rates."""
-    rates = source_rates(dataset.metadata)
+    _note_rates(dataset.metadata, split)
+
+
+def _note_rates(meta: pd.DataFrame, split: str) -> None:
+    """note_rates on a metadata table."""
+    rates = source_rates(meta)
     if np.any(np.abs(rates - SAMPLING_RATE) > 1e-3):
-        progress.note(f"{split} split: {rate_summary(dataset.metadata)}")
+        progress.note(f"{split} split: {rate_summary(meta)}")
 
 
 def waveform_flags(dataset: sbd.WaveformDataset) -> tuple[np.ndarray, np.ndarray]:
     """Per trace: any sample NaN or Inf; every sample zero (a non-finite trace is not also zero)."""
     n = len(dataset)
-    nonfinite, zero = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
-    with _reading(dataset):
+    flags = BlockFlags(n)
+    with reading(dataset):
         for start in range(0, n, SCREEN_BATCH):
-            idx = np.arange(start, min(start + SCREEN_BATCH, n))
-            flat = dataset.get_waveforms(idx.tolist()).reshape(len(idx), -1)
-            finite = np.isfinite(flat).all(axis=1)
-            nonfinite[idx] = ~finite
-            zero[idx] = finite & ~flat.any(axis=1)
-    return nonfinite, zero
+            rows = np.arange(start, min(start + SCREEN_BATCH, n))
+            flags(rows, dataset.get_waveforms(rows.tolist()))
+    return flags.nonfinite, flags.zero
+
+
+class BlockFlags:
+    """Waveform verdicts gathered block by block from whatever reads the waveforms."""
+
+    def __init__(self, n_rows: int) -> None:
+        self.nonfinite = np.zeros(n_rows, dtype=bool)
+        self.zero = np.zeros(n_rows, dtype=bool)
+        self.seen = np.zeros(n_rows, dtype=bool)
+
+    def __call__(self, rows: np.ndarray, block: np.ndarray) -> None:
+        """Flag the rows of a (B, C, N) block as seisbench's get_waveforms returned it."""
+        flat = np.asarray(block).reshape(len(rows), -1)
+        finite = np.isfinite(flat).all(axis=1)
+        self.nonfinite[rows] = ~finite
+        self.zero[rows] = finite & ~flat.any(axis=1)
+        self.seen[rows] = True
 
 
 @contextmanager
-def _reading(dataset: sbd.WaveformDataset) -> Iterator[None]:
+def reading(dataset: sbd.WaveformDataset) -> Iterator[None]:
+    """Reading the dataset's waveforms; an unreadable file is a one-line error."""
     try:
         yield
     except (OSError, KeyError) as exc:

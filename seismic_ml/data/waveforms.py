@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -20,6 +21,13 @@ from seismic_ml.data.registry import trace_samples
 log = logging.getLogger(__name__)
 BYTES_PER_SAMPLE = 4  # float32
 READ_CHUNK = 256  # traces per seisbench read while preloading
+# When the training split streams, the dev split keeps this share of the memory budget (or
+# less: what it needs). Validation reads every dev trace in the same order each epoch: a dev
+# split that fits its share is preloaded, a larger one keeps the traces it reads first (an LRU
+# smaller than the split would never hit); training's random reads lose at most this share of
+# their cache, and a dev split is typically a sixth or seventh of the train split.
+DEV_SHARE = 0.10
+BlockReader = Callable[[np.ndarray, np.ndarray], None]  # (rows, block as seisbench returned it)
 
 
 class WaveformSource(Protocol):
@@ -39,25 +47,52 @@ def trace_lengths(dataset: sbd.WaveformDataset, fallback: int) -> np.ndarray:
     return trace_samples(dataset.metadata, fallback)
 
 
+def waveform_layout(dataset: sbd.WaveformDataset) -> tuple[int, np.ndarray]:
+    """Channels of the first trace, and samples per trace at 100 Hz."""
+    n_channels, fallback = dataset.get_waveforms(0).shape
+    return int(n_channels), trace_lengths(dataset, fallback)
+
+
+def waveform_bytes(dataset: sbd.WaveformDataset) -> int:
+    """Memory the split's waveforms take preloaded."""
+    n_channels, lengths = waveform_layout(dataset)
+    return int(lengths.sum()) * n_channels * BYTES_PER_SAMPLE
+
+
+def split_budgets(train_bytes: int, dev_bytes: int, budget: int) -> tuple[int, int]:
+    """Budgets of the train and dev splits: train first takes what it needs when it fits;
+    when it must stream, dev keeps min(what it needs, DEV_SHARE of the budget)."""
+    if train_bytes <= budget:
+        return budget, budget - train_bytes
+    reserve = min(dev_bytes, int(budget * DEV_SHARE))
+    return budget - reserve, reserve
+
+
 def open_waveforms(
-    dataset: sbd.WaveformDataset, budget_bytes: int, name: str = ""
+    dataset: sbd.WaveformDataset,
+    budget_bytes: int,
+    name: str = "",
+    on_block: BlockReader | None = None,
+    evict: bool = True,
 ) -> WaveformSource:
-    """Preloaded when the split's waveforms fit the budget, streamed otherwise."""
-    first = dataset.get_waveforms(0)
-    n_channels, fallback = first.shape
-    lengths = trace_lengths(dataset, fallback)
+    """Preloaded when the split's waveforms fit the budget, streamed otherwise.
+
+    on_block sees every block a preload reads (screening uses it: one read); evict=False keeps
+    the traces a streamed source read first instead of the most recent (for in-order reads).
+    """
+    n_channels, lengths = waveform_layout(dataset)
     needed = int(lengths.sum()) * n_channels * BYTES_PER_SAMPLE
     where = f"{name} split: " if name else ""
     if needed <= budget_bytes:
         log.info("%spreloading %.2f GB of waveforms", where, needed / 2**30)
-        return PreloadedWaveforms.read(dataset, lengths, n_channels)
+        return PreloadedWaveforms.read(dataset, lengths, n_channels, on_block)
     log.info(
         "%s%.2f GB of waveforms exceed the memory budget of %.2f GB: streaming from HDF5",
         where,
         needed / 2**30,
         budget_bytes / 2**30,
     )
-    return StreamedWaveforms(dataset, lengths, n_channels, budget_bytes)
+    return StreamedWaveforms(dataset, lengths, n_channels, budget_bytes, evict)
 
 
 def _cut(
@@ -76,27 +111,43 @@ def _cut(
 class PreloadedWaveforms:
     """Every trace of a split in one flat float32 array (C, total samples) with offsets."""
 
-    def __init__(self, flat: np.ndarray, lengths: np.ndarray) -> None:
+    def __init__(
+        self, flat: np.ndarray, lengths: np.ndarray, offsets: np.ndarray | None = None
+    ) -> None:
         self.flat = flat
         self.lengths = lengths
-        self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        if offsets is None:
+            offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        self.offsets = offsets
         self.n_channels = flat.shape[0]
 
     @classmethod
     def read(
-        cls, dataset: sbd.WaveformDataset, lengths: np.ndarray, n_channels: int
+        cls,
+        dataset: sbd.WaveformDataset,
+        lengths: np.ndarray,
+        n_channels: int,
+        on_block: BlockReader | None = None,
     ) -> PreloadedWaveforms:
-        """Read the split once, in chunks of traces, into the flat array."""
+        """Read the split once, in chunks of traces, into the flat array (each chunk shown to
+        on_block as read)."""
         flat = np.zeros((n_channels, int(lengths.sum())), dtype=np.float32)
         offset = 0
         for begin in range(0, len(lengths), READ_CHUNK):
             rows = list(range(begin, min(begin + READ_CHUNK, len(lengths))))
-            block = np.asarray(dataset.get_waveforms(rows), dtype=np.float32)
+            raw = dataset.get_waveforms(rows)
+            if on_block is not None:
+                on_block(np.asarray(rows, dtype=np.int64), raw)
+            block = np.asarray(raw, dtype=np.float32)
             for i, row in enumerate(rows):
                 n = min(int(lengths[row]), block.shape[-1])
                 flat[:, offset : offset + n] = block[i, :, :n]
                 offset += int(lengths[row])
         return cls(flat, lengths)
+
+    def select(self, keep: np.ndarray) -> PreloadedWaveforms:
+        """The kept rows only, sharing this flat array (no copy; left-out traces stay in it)."""
+        return PreloadedWaveforms(self.flat, self.lengths[keep], self.offsets[keep])
 
     @property
     def nbytes(self) -> int:
@@ -119,15 +170,22 @@ class PreloadedWaveforms:
 
 
 class StreamedWaveforms:
-    """Traces read from HDF5 on demand, kept in an LRU cache bounded by a byte budget."""
+    """Traces read from HDF5 on demand, kept in a cache bounded by a byte budget: an LRU, or
+    (evict=False, for a split read in the same order every epoch) the traces read first."""
 
     def __init__(
-        self, dataset: sbd.WaveformDataset, lengths: np.ndarray, n_channels: int, budget: int
+        self,
+        dataset: sbd.WaveformDataset,
+        lengths: np.ndarray,
+        n_channels: int,
+        budget: int,
+        evict: bool = True,
     ) -> None:
         self.dataset = dataset
         self.lengths = lengths
         self.n_channels = n_channels
         self.budget = budget
+        self.evict = evict
         self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self.cached_bytes = 0
 
@@ -152,6 +210,8 @@ class StreamedWaveforms:
 
     def _keep(self, row: int, trace: np.ndarray) -> None:
         if trace.nbytes > self.budget:
+            return
+        if not self.evict and self.cached_bytes + trace.nbytes > self.budget:
             return
         self.cache[row] = trace
         self.cached_bytes += trace.nbytes

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,9 +18,17 @@ from seismic_ml.config import RunConfig
 from seismic_ml.data import pipelines
 from seismic_ml.data.batches import MagnitudeBatches, PhaseBatches
 from seismic_ml.data.budget import parse_budget
-from seismic_ml.data.quality import ScreenReport, screen
+from seismic_ml.data.quality import BlockFlags, Screening, ScreenReport, reading, screen
+from seismic_ml.data.quality import waveform_flags as read_waveform_flags
 from seismic_ml.data.registry import get_split
-from seismic_ml.data.waveforms import WaveformSource, open_waveforms
+from seismic_ml.data.screen_cache import dataset_identity
+from seismic_ml.data.waveforms import (
+    PreloadedWaveforms,
+    WaveformSource,
+    open_waveforms,
+    split_budgets,
+    waveform_bytes,
+)
 from seismic_ml.evaluation.metrics import best_threshold
 from seismic_ml.models.magnitude import magnitude_loss
 
@@ -30,9 +40,16 @@ class Task(Protocol):
 
     name: str
     screening: ScreenReport  # traces left out of the train and dev splits by datasets()
+    prepared: PreparedSplits | None  # the splits behind the last datasets() or prepare()
 
     def datasets(self, dataset: sbd.WaveformDataset, model: nn.Module) -> tuple[Dataset, Dataset]:
         """Training generator and deterministic validation generator."""
+
+    def prepare(self, load: Callable[[], sbd.WaveformDataset]) -> PreparedSplits:
+        """Train and dev splits screened and opened (load: the dataset, called when needed)."""
+
+    def windows(self, prepared: PreparedSplits, model: nn.Module) -> tuple[Dataset, Dataset]:
+        """Training and validation batches cut from prepared splits."""
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Model output in the form the loss wants."""
@@ -45,20 +62,52 @@ class Task(Protocol):
 
 
 @dataclass
-class PhaseTask:
-    """Pick P and S: cross-entropy against Gaussian probabilistic labels."""
+class SplitTask:
+    """What both tasks share: their train and dev splits prepared once, counted on the task."""
 
     cfg: RunConfig
-    name: str = "phase"
-    labels: str = "NPS"
     screening: ScreenReport = field(default_factory=ScreenReport)
+    prepared: PreparedSplits | None = None
 
     def datasets(self, dataset: sbd.WaveformDataset, model: nn.Module) -> tuple[Dataset, Dataset]:
+        """Training and validation batches of a loaded dataset."""
+        return self.windows(self.prepare(lambda: dataset), model)
+
+    def prepare(self, load: Callable[[], sbd.WaveformDataset]) -> PreparedSplits:
+        """Train and dev splits screened and opened, or reused (see reuse_prepared_splits)."""
+        self.prepared = prepare_splits(self.cfg, lambda: self.check(load()), self.rows)
+        self.screening = self.prepared.screening
+        return self.prepared
+
+    def check(self, dataset: sbd.WaveformDataset) -> sbd.WaveformDataset:
+        """The dataset, refused in one line when the task cannot use it."""
+        return dataset
+
+    def rows(self, split: sbd.WaveformDataset, name: str) -> sbd.WaveformDataset:
+        """The rows of a split the task trains on."""
+        return split
+
+    def windows(self, prepared: PreparedSplits, model: nn.Module) -> tuple[Dataset, Dataset]:
+        """Training and validation batches cut from prepared splits."""
+        raise NotImplementedError
+
+
+@dataclass
+class PhaseTask(SplitTask):
+    """Pick P and S: cross-entropy against Gaussian probabilistic labels."""
+
+    name: str = "phase"
+    labels: str = "NPS"
+
+    def check(self, dataset: sbd.WaveformDataset) -> sbd.WaveformDataset:
+        """A dataset with P and S pick columns."""
+        pipelines.require_pick_columns(dataset)
+        return dataset
+
+    def windows(self, prepared: PreparedSplits, model: nn.Module) -> tuple[Dataset, Dataset]:
         """Random windows around picks for training, seeded fixed windows for validation."""
         data, seed = self.cfg.data, self.cfg.train.seed
-        pipelines.require_pick_columns(dataset)
-        train, dev = screened_splits(self, dataset)
-        train_source, dev_source = open_split_sources(train, dev, data.memory_budget)
+        train, dev = prepared.train, prepared.dev
         common = {
             "windowlen": model.in_samples,
             "labels": model.labels,
@@ -68,8 +117,8 @@ class PhaseTask:
         }
         self.labels = model.labels
         return (
-            PhaseBatches(train_source, train, **common),
-            PhaseBatches(dev_source, dev, window_seed=seed, **common),
+            PhaseBatches(train.source, train.dataset, **common),
+            PhaseBatches(dev.source, dev.dataset, window_seed=seed, **common),
         )
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -107,25 +156,22 @@ def pick_metrics(log_prob: torch.Tensor, target: torch.Tensor) -> dict[str, floa
 
 
 @dataclass
-class MagnitudeTask:
+class MagnitudeTask(SplitTask):
     """Regress one magnitude per trace (and optionally its uncertainty)."""
 
-    cfg: RunConfig
     name: str = "magnitude"
-    screening: ScreenReport = field(default_factory=ScreenReport)
 
-    def datasets(self, dataset: sbd.WaveformDataset, model: nn.Module) -> tuple[Dataset, Dataset]:
-        """Traces with a magnitude and a P pick: random P offset for training, seeded for val."""
-        data, seed, length = self.cfg.data, self.cfg.train.seed, model.in_samples
-        train, dev = screened_splits(
-            self,
-            dataset,
-            lambda split, name: pipelines.magnitude_subset(split, data.magnitude_type, name),
-        )
-        train_source, dev_source = open_split_sources(train, dev, data.memory_budget)
+    def rows(self, split: sbd.WaveformDataset, name: str) -> sbd.WaveformDataset:
+        """Traces with a magnitude (of the wanted type) and a P pick."""
+        return pipelines.magnitude_subset(split, self.cfg.data.magnitude_type, name)
+
+    def windows(self, prepared: PreparedSplits, model: nn.Module) -> tuple[Dataset, Dataset]:
+        """Random P offset for training, seeded for validation."""
+        seed, length = self.cfg.train.seed, model.in_samples
+        train, dev = prepared.train, prepared.dev
         return (
-            MagnitudeBatches(train_source, train, length, seed),
-            MagnitudeBatches(dev_source, dev, length, seed, window_seed=seed),
+            MagnitudeBatches(train.source, train.dataset, length, seed),
+            MagnitudeBatches(dev.source, dev.dataset, length, seed, window_seed=seed),
         )
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -164,14 +210,162 @@ def screened_splits(
     return kept[0], kept[1]
 
 
-def open_split_sources(
-    train: sbd.WaveformDataset, dev: sbd.WaveformDataset, budget: str
-) -> tuple[WaveformSource, WaveformSource]:
-    """Waveform sources of both splits: the training split first takes what the budget holds."""
-    budget_bytes = parse_budget(budget)
-    train_source = open_waveforms(train, budget_bytes, "train")
-    left = budget_bytes - getattr(train_source, "nbytes", budget_bytes)
-    return train_source, open_waveforms(dev, max(left, 0), "dev")
+@dataclass
+class PreparedSplit:
+    """One split ready to cut windows from: its kept rows, their waveforms, how it was screened."""
+
+    name: str
+    dataset: sbd.WaveformDataset  # the rows kept by screening
+    source: WaveformSource
+    report: ScreenReport
+    key: str  # the screening report's cache key
+    origin: str  # screened (read now), cached (a kept report), reused (earlier in this process)
+
+    def params(self) -> dict[str, str]:
+        """How the split was prepared, as MLflow params."""
+        kind = "preloaded" if isinstance(self.source, PreloadedWaveforms) else "streamed"
+        return {
+            f"data.{self.name}_screening_key": self.key,
+            f"data.{self.name}_screening": self.origin,
+            f"data.{self.name}_waveforms": kind,
+        }
+
+
+@dataclass
+class PreparedSplits:
+    """The train and dev splits of a run, and when their preparation began."""
+
+    train: PreparedSplit
+    dev: PreparedSplit
+    started: float  # time.perf_counter() at the start of data preparation
+    identity: dict[str, Any]  # the dataset files' identity when they were read
+
+    @property
+    def screening(self) -> ScreenReport:
+        """Traces left out of both splits."""
+        return self.train.report + self.dev.report
+
+    def params(self) -> dict[str, str]:
+        """Both splits' screening keys, origins and waveform sources, as MLflow params."""
+        return {**self.train.params(), **self.dev.params()}
+
+    def reused(self, started: float) -> PreparedSplits:
+        """The same splits, marked reused, for a preparation that began at started."""
+        again = [replace(split, origin="reused") for split in (self.train, self.dev)]
+        return PreparedSplits(*again, started, self.identity)
+
+
+Rows = Callable[[sbd.WaveformDataset, str], sbd.WaveformDataset]
+
+
+def prepare_splits(
+    cfg: RunConfig, load: Callable[[], sbd.WaveformDataset], rows: Rows
+) -> PreparedSplits:
+    """Train and dev splits screened (once per dataset file) and opened (one read per split);
+    inside reuse_prepared_splits() the last ones are reused while data settings and files hold."""
+    started = time.perf_counter()
+    key = data_key(cfg)
+    kept = _REUSE.find(key)
+    if kept is not None:
+        return kept.reused(started)
+    _REUSE.clear()  # the old splits go before new ones are read
+    dataset = load()
+    screenings = [
+        Screening.start(rows(get_split(dataset, name, cfg.data.max_traces), name), name)
+        for name in ("train", "dev")
+    ]
+    sizes = [_bytes_to_read(s) for s in screenings]
+    train_budget, dev_budget = split_budgets(*sizes, parse_budget(cfg.data.memory_budget))
+    train = open_screened(screenings[0], train_budget, evict=True)
+    dev = open_screened(screenings[1], dev_budget, evict=False)  # read in order every epoch
+    prepared = PreparedSplits(train, dev, started, dataset_identity(dataset.path))
+    _REUSE.keep(key, prepared)
+    return prepared
+
+
+def _bytes_to_read(screening: Screening) -> int:
+    """Memory the rows a split reads next take preloaded."""
+    data = screening.to_read()
+    with reading(data):
+        return waveform_bytes(data)
+
+
+def open_screened(screening: Screening, budget: int, evict: bool) -> PreparedSplit:
+    """A split's kept rows and their waveform source. Waveform verdicts not known yet come from
+    the one read: the preload's blocks when the split fits the budget, else a screening pass."""
+    data, name, source = screening.to_read(), screening.split, None
+    if not screening.flags.waveforms and _bytes_to_read(screening) <= budget:
+        seen = BlockFlags(len(data))
+        with reading(data):
+            source = open_waveforms(data, budget, name, on_block=seen)
+        screening.add_waveforms(seen.nonfinite, seen.zero)
+        source = _select(source, screening.flags.keep[screening.flags.readable])
+    elif not screening.flags.waveforms:
+        screening.add_waveforms(*read_waveform_flags(data))
+    kept, report = screening.finish()
+    if source is None:
+        with reading(kept):
+            source = open_waveforms(kept, budget, name, evict=evict)
+    return PreparedSplit(name, kept, source, report, screening.key, screening.origin)
+
+
+def _select(source: WaveformSource, keep: np.ndarray) -> WaveformSource:
+    """The preloaded source's kept rows (it is one: the preload decided by the same budget)."""
+    if not isinstance(source, PreloadedWaveforms):
+        raise TypeError("screening while preloading needs a preloaded source")
+    return source if keep.all() else source.select(keep)
+
+
+def data_key(cfg: RunConfig) -> tuple[str, ...]:
+    """What decides a run's prepared splits: task, dataset, max traces, magnitude type (for
+    magnitude), memory budget as given (50% of what is free now would change with each trial)."""
+    data = cfg.data
+    magnitude_type = data.magnitude_type if cfg.task == "magnitude" else ""
+    return (cfg.task, data.dataset, str(data.max_traces), magnitude_type, data.memory_budget)
+
+
+class _ReusedSplits:
+    """The prepared splits a process keeps for its next run while reuse is switched on."""
+
+    def __init__(self) -> None:
+        self.depth = 0  # open reuse_prepared_splits() contexts
+        self.key: tuple[str, ...] | None = None
+        self.splits: PreparedSplits | None = None
+
+    def find(self, key: tuple[str, ...]) -> PreparedSplits | None:
+        """The kept splits of this key, when their dataset files are unchanged."""
+        if self.splits is None or key != self.key:
+            return None
+        if dataset_identity(self.splits.identity["path"]) != self.splits.identity:
+            self.clear()
+            return None
+        return self.splits
+
+    def keep(self, key: tuple[str, ...], splits: PreparedSplits) -> None:
+        """Keep the splits for the next run, when reuse is on."""
+        if self.depth:
+            self.key, self.splits = key, splits
+
+    def clear(self) -> None:
+        """Let the kept splits' memory go."""
+        self.key, self.splits = None, None
+
+
+_REUSE = _ReusedSplits()
+
+
+@contextmanager
+def reuse_prepared_splits() -> Iterator[None]:
+    """Inside, each train() of this process reuses the previous one's screened and preloaded
+    train and dev splits when its data settings (data_key) and the dataset files are the same;
+    a run with other settings replaces them; they are let go when the last context exits."""
+    _REUSE.depth += 1
+    try:
+        yield
+    finally:
+        _REUSE.depth -= 1
+        if not _REUSE.depth:
+            _REUSE.clear()
 
 
 TASKS = {"phase": PhaseTask, "magnitude": MagnitudeTask}

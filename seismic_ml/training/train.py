@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +149,7 @@ def _train_in_run(
     else:
         _log_config(cfg, trainer)
     logged = _logged_so_far(run_id) if options.resume else (-1, 0)
+    _log_prepare_time(trainer, logged[1])
     state = _fit(trainer, run_id, checkpoint, options, logged, callbacks)
     try:
         result = _log_results(trainer, cfg, options, run_id, state)
@@ -230,7 +233,8 @@ def build_trainer(cfg: RunConfig) -> Trainer:
     device = distributed.local_device(resolve_device(cfg.train.device))
     model = build_model(cfg.model_type, cfg.model)
     task = make_task(cfg)
-    train_set, val_set = task.datasets(load_dataset(cfg.data.dataset), model)
+    prepared = task.prepare(functools.partial(load_dataset, cfg.data.dataset))
+    train_set, val_set = task.windows(prepared, model)
     if len(val_set) == 0:
         raise SeismicMLError("the validation (dev) split is empty")
     if distributed.active():
@@ -250,9 +254,19 @@ def _log_config(cfg: RunConfig, trainer: Trainer) -> None:
     params.update(distributed.run_params(trainer.cfg.batch_size))
     params["model.n_parameters"] = str(sum(p.numel() for p in trainer.model.parameters()))
     params.update(trainer.task.screening.to_params())  # traces left out of train + dev
+    if trainer.task.prepared is not None:  # screening keys, cached or not, preloaded or not
+        params.update(trainer.task.prepared.params())
     mlflow.log_params(params)
     mlflow.log_dict(params, "config/run_config.json")
     _log_inputs(cfg, trainer)
+
+
+def _log_prepare_time(trainer: Trainer, step: int) -> None:
+    """data/prepare_s: seconds from the start of data preparation to now, the loop's start
+    (step 0 for a new run; a resumed run logs its own start at the epochs it holds)."""
+    prepared = trainer.task.prepared
+    if prepared is not None:
+        mlflow.log_metric("data/prepare_s", time.perf_counter() - prepared.started, step=step)
 
 
 def _log_inputs(cfg: RunConfig, trainer: Trainer) -> None:
