@@ -37,6 +37,7 @@ from seismic_ml.tracking import local
 from seismic_ml.tracking.loader import load_model
 from seismic_ml.tracking.run import DEFAULT_EXPERIMENT, standard_tags
 from seismic_ml.tracking.sender import MetricSender
+from seismic_ml.training.tasks import reuse_prepared_splits
 from seismic_ml.training.train import TrackingOptions, TrainResult, train
 from seismic_ml.tuning.options import TuneOptions
 from seismic_ml.tuning.report import (
@@ -81,7 +82,9 @@ def tune(options: TuneOptions, callbacks: Sequence[Callable] = ()) -> TuneResult
     objective = Objective(options, space, base, parent, experiment, sampler_seed=seed)
     heartbeat = MetricSender(parent, local.run_dir(parent) / f"worker-{os.getpid()}").start()
     try:
-        with interrupts.signals_raise():  # a signal between trials also closes the parent
+        # a signal between trials also closes the parent; trials reuse the screened, preloaded
+        # splits while their data settings stay the same (#21)
+        with interrupts.signals_raise(), reuse_prepared_splits():
             study.optimize(
                 objective,
                 n_trials=options.n_trials,

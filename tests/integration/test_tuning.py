@@ -88,6 +88,8 @@ def test_trials_nest_prune_resume_and_retrain(
         assert child.data.params["train.epochs"] == "2"
         assert val_loss_steps(child.info.run_id) == [1, 2]
     assert parent.data.metrics["n_trials/complete"] == 3
+    # one worker's later trials reuse its screened, preloaded splits (the data settings hold)
+    assert [c.data.params["data.train_screening"] for c in children][1:] == ["reused", "reused"]
     best_value = min(c.data.metrics["best/val_loss"] for c in children)
     assert parent.data.metrics["best/value"] == pytest.approx(best_value)
     artifacts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id, "tuning")}
