@@ -12,12 +12,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seismic_ml.models.configs import AmagV2Config
 from seismic_ml.models.magnitude import (
     COMPONENT_ORDER,
     SAMPLING_RATE,
-    AmplitudeNormalizer,
     MagnitudeHead,
+    MagnitudeModel,
     TimePooling,
 )
 
@@ -41,33 +40,46 @@ def conv_encoder(dropout: float, filter_factor: int = 1) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class MagnitudeNet(nn.Module):
-    """Raw counts (B, 3, 3001) -> magnitude (B,), or (B, 2) with log sigma."""
+class MagnitudeNet(MagnitudeModel):
+    """Raw counts (B, 3, in_samples) -> magnitude (B,), or (B, 2) with log sigma.
 
-    in_samples = IN_SAMPLES
-    sampling_rate = SAMPLING_RATE
-    component_order = COMPONENT_ORDER
+    The convolutions, BiLSTM and attention work on any input length; 3001 samples is what it
+    is trained on.
+    """
 
-    def __init__(self, config: AmagV2Config) -> None:
-        super().__init__()
-        self.predicts_uncertainty = config.predicts_uncertainty
-        self.normalizer = AmplitudeNormalizer(config.norm)
-        self.encoder = conv_encoder(config.dropout, config.filter_factor)
+    def __init__(
+        self,
+        filter_factor: int = 1,
+        lstm_hidden: int = 128,
+        lstm_layers: int = 2,
+        attention_heads: int = 4,
+        dropout: float = 0.2,
+        loss: str = "mse",
+        norm: str = "std",
+        in_samples: int = IN_SAMPLES,
+        sampling_rate: float = SAMPLING_RATE,
+        component_order: str = COMPONENT_ORDER,
+    ) -> None:
+        super().__init__(in_samples, sampling_rate, component_order, loss, norm)
+        self.filter_factor, self.dropout = filter_factor, dropout
+        self.lstm_hidden, self.lstm_layers = lstm_hidden, lstm_layers
+        self.attention_heads = attention_heads
+        self.encoder = conv_encoder(dropout, filter_factor)
         self.lstm = nn.LSTM(
-            CNN_CHANNELS[-1] * config.filter_factor,
-            config.lstm_hidden,
-            num_layers=config.lstm_layers,
+            CNN_CHANNELS[-1] * filter_factor,
+            lstm_hidden,
+            num_layers=lstm_layers,
             batch_first=True,
             bidirectional=True,
-            dropout=config.dropout if config.lstm_layers > 1 else 0.0,
+            dropout=dropout if lstm_layers > 1 else 0.0,
         )
-        width = 2 * config.lstm_hidden
+        width = 2 * lstm_hidden
         self.attention = nn.MultiheadAttention(
-            width, config.attention_heads, dropout=config.dropout, batch_first=True
+            width, attention_heads, dropout=dropout, batch_first=True
         )
         self.attention_norm = nn.LayerNorm(width)
         self.pool = TimePooling(width)
-        self.head = MagnitudeHead(self.pool.out_features, config.dropout, self.predicts_uncertainty)
+        self.head = MagnitudeHead(self.pool.out_features, dropout, self.predicts_uncertainty)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """One magnitude (and optionally log sigma) per trace."""
@@ -76,8 +88,3 @@ class MagnitudeNet(nn.Module):
         attended, _ = self.attention(seq, seq, seq, need_weights=False)
         seq = self.attention_norm(seq + attended)
         return self.head(self.pool(seq.transpose(1, 2)), log_scale)
-
-
-def build(config: AmagV2Config) -> nn.Module:
-    """MagnitudeNet for the configured width, LSTM, attention, norm and loss."""
-    return MagnitudeNet(config)

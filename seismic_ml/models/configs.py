@@ -1,8 +1,9 @@
 """Every model's hyperparameters (a Config dataclass) and its tuning entries, without torch.
 
 The CLI builds its options from these classes, so they live apart from the networks: importing
-this module (and the registry) costs no torch, and `seismic-ml --help` stays fast. Each network
-module (phasenet.py, amag_v2.py, ...) imports its config from here.
+this module (and the registry) costs no torch, and `seismic-ml --help` stays fast. Each field is
+a constructor argument of the same name of the model's network class (registry.py), so the
+network is `cls(**asdict(config))`.
 """
 
 from __future__ import annotations

@@ -16,12 +16,11 @@ import torch
 from seisbench.models.eqtransformer import BiLSTMStack, Encoder, ResCNNStack
 from torch import nn
 
-from seismic_ml.models.configs import EQTransformerMagConfig
 from seismic_ml.models.magnitude import (
     COMPONENT_ORDER,
     SAMPLING_RATE,
-    AmplitudeNormalizer,
     MagnitudeHead,
+    MagnitudeModel,
     TimePooling,
 )
 
@@ -33,40 +32,54 @@ RES_CNN_KERNELS = [3, 3, 3, 3, 2, 3, 2]
 LSTM_CHANNELS = 16
 
 
-class EQTransformerMag(nn.Module):
-    """Raw counts (B, 3, 3000) -> magnitude (B,), or (B, 2) with log sigma."""
+class EQTransformerMag(MagnitudeModel):
+    """Raw counts (B, 3, in_samples) -> magnitude (B,), or (B, 2) with log sigma."""
 
-    in_samples = IN_SAMPLES
-    sampling_rate = SAMPLING_RATE
-    component_order = COMPONENT_ORDER
-    phases = "PS"
+    phases = "PS"  # the picks EQTransformer's encoder was designed around (not outputs here)
     n_class = 1
 
-    def __init__(self, config: EQTransformerMagConfig) -> None:
-        super().__init__()
-        self.predicts_uncertainty = config.predicts_uncertainty
-        self.normalizer = AmplitudeNormalizer(config.norm)
-        filters = [f * config.filter_factor for f in FILTERS]
-        self.encoder = Encoder(3, filters, KERNEL_SIZES, IN_SAMPLES)
-        kernels = [RES_CNN_KERNELS[i % len(RES_CNN_KERNELS)] for i in range(config.cnn_blocks)]
-        self.res_cnn_stack = ResCNNStack(kernels, filters[-1], config.dropout)
+    def __init__(
+        self,
+        filter_factor: int = 1,
+        cnn_blocks: int = 5,
+        lstm_blocks: int = 2,
+        transformer_d_model: int = 128,
+        transformer_nhead: int = 8,
+        transformer_num_encoder_layers: int = 4,
+        transformer_dim_feedforward: int = 512,
+        dropout: float = 0.1,
+        loss: str = "mse",
+        norm: str = "std",
+        in_samples: int = IN_SAMPLES,
+        sampling_rate: float = SAMPLING_RATE,
+        component_order: str = COMPONENT_ORDER,
+    ) -> None:
+        super().__init__(in_samples, sampling_rate, component_order, loss, norm)
+        self.filter_factor, self.dropout = filter_factor, dropout
+        self.cnn_blocks, self.lstm_blocks = cnn_blocks, lstm_blocks
+        self.transformer_d_model, self.transformer_nhead = transformer_d_model, transformer_nhead
+        self.transformer_num_encoder_layers = transformer_num_encoder_layers
+        self.transformer_dim_feedforward = transformer_dim_feedforward
+        filters = [f * filter_factor for f in FILTERS]
+        self.encoder = Encoder(3, filters, KERNEL_SIZES, self.in_samples)
+        kernels = [RES_CNN_KERNELS[i % len(RES_CNN_KERNELS)] for i in range(cnn_blocks)]
+        self.res_cnn_stack = ResCNNStack(kernels, filters[-1], dropout)
         self.bi_lstm_stack = BiLSTMStack(
-            config.lstm_blocks, filters[-1], config.dropout, hidden_size=LSTM_CHANNELS
+            lstm_blocks, filters[-1], dropout, hidden_size=LSTM_CHANNELS
         )
-        d_model = config.transformer_d_model
-        self.to_d_model = nn.Linear(LSTM_CHANNELS, d_model)
+        self.to_d_model = nn.Linear(LSTM_CHANNELS, transformer_d_model)
         layer = nn.TransformerEncoderLayer(
-            d_model,
-            config.transformer_nhead,
-            config.transformer_dim_feedforward,
-            config.dropout,
+            transformer_d_model,
+            transformer_nhead,
+            transformer_dim_feedforward,
+            dropout,
             batch_first=True,
         )
         self.transformer = nn.TransformerEncoder(
-            layer, config.transformer_num_encoder_layers, enable_nested_tensor=False
+            layer, transformer_num_encoder_layers, enable_nested_tensor=False
         )
-        self.pool = TimePooling(d_model)
-        self.head = MagnitudeHead(self.pool.out_features, config.dropout, self.predicts_uncertainty)
+        self.pool = TimePooling(transformer_d_model)
+        self.head = MagnitudeHead(self.pool.out_features, dropout, self.predicts_uncertainty)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """One magnitude (and optionally log sigma) per trace."""
@@ -74,8 +87,3 @@ class EQTransformerMag(nn.Module):
         x = self.bi_lstm_stack(self.res_cnn_stack(self.encoder(x)))
         x = self.transformer(self.to_d_model(x.transpose(1, 2)))
         return self.head(self.pool(x.transpose(1, 2)), log_scale)
-
-
-def build(config: EQTransformerMagConfig) -> nn.Module:
-    """The EQTransformer-style magnitude regressor."""
-    return EQTransformerMag(config)

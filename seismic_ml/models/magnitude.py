@@ -3,9 +3,17 @@
 Magnitude models take raw counts. Normalising a trace erases the amplitude that magnitude
 depends on, so each model normalises with AmplitudeNormalizer and feeds the removed scale,
 log10(scale), into MagnitudeHead next to the pooled waveform features.
+
+Every magnitude network is a MagnitudeModel: like seisbench's WaveformModel it declares what it
+takes (`in_samples`, `sampling_rate`, `component_order`) and what it returns (`labels`) as
+constructor arguments, and `get_model_args()` returns every constructor argument, so that
+`cls(**model_args)` plus the state dict rebuilds it (seisbench's save/load convention).
 """
 
 from __future__ import annotations
+
+import inspect
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +27,47 @@ COMPONENT_ORDER = "ZNE"
 # Residuals beyond half a magnitude unit count linearly in the Huber loss.
 HUBER_DELTA = 0.5
 _EPS = 1e-10
+
+
+class MagnitudeModel(nn.Module):
+    """Base of the magnitude networks: raw counts (B, 3, in_samples) -> magnitude per trace.
+
+    Each constructor argument is kept as an attribute of the same name, which is how
+    `get_model_args` finds them all.
+    """
+
+    def __init__(
+        self,
+        in_samples: int,
+        sampling_rate: float = SAMPLING_RATE,
+        component_order: str = COMPONENT_ORDER,
+        loss: str = "mse",
+        norm: str = "std",
+    ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise SeismicMLError(f"loss={loss!r} is not one of: {', '.join(LOSSES)}")
+        self.in_samples = int(in_samples)
+        self.sampling_rate = float(sampling_rate)
+        self.component_order = component_order
+        self.loss = loss
+        self.norm = norm
+        self.normalizer = AmplitudeNormalizer(norm)
+
+    @property
+    def predicts_uncertainty(self) -> bool:
+        """True when the model outputs (magnitude, log sigma) per trace (gaussian_nll)."""
+        return self.loss == "gaussian_nll"
+
+    @property
+    def labels(self) -> list[str]:
+        """Names of the output columns: magnitude, and log_sigma for gaussian_nll models."""
+        return ["magnitude", "log_sigma"] if self.predicts_uncertainty else ["magnitude"]
+
+    def get_model_args(self) -> dict[str, Any]:
+        """Every constructor argument by name, so that cls(**args) rebuilds this network."""
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {name: getattr(self, name) for name in names}
 
 
 class AmplitudeNormalizer(nn.Module):

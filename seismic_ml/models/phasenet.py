@@ -12,9 +12,6 @@ from typing import Any
 import seisbench.models as sbm
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from seismic_ml.models.configs import PhaseNetConfig
 
 IN_SAMPLES = 3001
 SAMPLING_RATE = 100.0
@@ -72,8 +69,3 @@ class PhaseNet(sbm.PhaseNet):
         args = super().get_model_args()
         args["filter_factor"] = self.filter_factor
         return args
-
-
-def build(config: PhaseNetConfig) -> nn.Module:
-    """seisbench PhaseNet at the configured width."""
-    return PhaseNet(filter_factor=config.filter_factor)

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seismic_ml.models.configs import PhaseNetConvLSTMConfig
 from seismic_ml.models.phasenet import PhaseNet
 
 
@@ -102,13 +101,3 @@ class PhaseNetConvLSTM(PhaseNet):
         args["convlstm_kernel_size"] = self.convlstm_kernel_size
         args["convlstm_chunk"] = self.convlstm_chunk
         return args
-
-
-def build(config: PhaseNetConvLSTMConfig) -> nn.Module:
-    """PhaseNet with the configured ConvLSTM bottleneck."""
-    return PhaseNetConvLSTM(
-        filter_factor=config.filter_factor,
-        convlstm_hidden=config.convlstm_hidden,
-        convlstm_kernel_size=config.convlstm_kernel_size,
-        convlstm_chunk=config.convlstm_chunk,
-    )

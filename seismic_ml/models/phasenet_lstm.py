@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from seismic_ml.models.configs import PhaseNetLSTMConfig
 from seismic_ml.models.phasenet import PhaseNet
 
 
@@ -63,13 +62,3 @@ class PhaseNetLSTM(PhaseNet):
         args["lstm_num_layers"] = self.lstm_num_layers
         args["lstm_bidirectional"] = self.lstm_bidirectional
         return args
-
-
-def build(config: PhaseNetLSTMConfig) -> nn.Module:
-    """PhaseNet with the configured LSTM bottleneck."""
-    return PhaseNetLSTM(
-        filter_factor=config.filter_factor,
-        lstm_hidden_size=config.lstm_hidden_size,
-        lstm_num_layers=config.lstm_num_layers,
-        lstm_bidirectional=config.lstm_bidirectional,
-    )

@@ -8,14 +8,13 @@ MagnitudeHead turns into the magnitude together with log10 of the removed amplit
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from seismic_ml.models.configs import PhaseNetMagConfig
+from seismic_ml.errors import SeismicMLError
 from seismic_ml.models.magnitude import (
     COMPONENT_ORDER,
     SAMPLING_RATE,
-    AmplitudeNormalizer,
     MagnitudeHead,
+    MagnitudeModel,
     TimePooling,
 )
 from seismic_ml.models.phasenet import IN_SAMPLES, PhaseNet
@@ -24,39 +23,32 @@ from seismic_ml.models.phasenet import IN_SAMPLES, PhaseNet
 FEATURE_CHANNELS = 32
 
 
-class PhaseNetMag(nn.Module):
-    """Raw counts (B, 3, 3001) -> magnitude (B,), or (B, 2) with log sigma."""
+class PhaseNetMag(MagnitudeModel):
+    """Raw counts (B, 3, 3001) -> magnitude (B,), or (B, 2) with log sigma.
 
-    in_samples = IN_SAMPLES
-    sampling_rate = SAMPLING_RATE
-    component_order = COMPONENT_ORDER
+    The U-Net's crops fit 3001 samples only (as seisbench's PhaseNet), so in_samples is 3001.
+    """
 
     def __init__(
         self,
         filter_factor: int = 1,
-        norm: str = "std",
         dropout: float = 0.1,
-        uncertainty: bool = False,
+        loss: str = "mse",
+        norm: str = "std",
+        in_samples: int = IN_SAMPLES,
+        sampling_rate: float = SAMPLING_RATE,
+        component_order: str = COMPONENT_ORDER,
     ) -> None:
-        super().__init__()
-        self.predicts_uncertainty = uncertainty
-        self.normalizer = AmplitudeNormalizer(norm)
+        if in_samples != IN_SAMPLES:
+            raise SeismicMLError(f"phasenet_mag takes {IN_SAMPLES} samples, not {in_samples}")
+        super().__init__(in_samples, sampling_rate, component_order, loss, norm)
+        self.filter_factor, self.dropout = filter_factor, dropout
         self.unet = PhaseNet(filter_factor=filter_factor, classes=FEATURE_CHANNELS, phases=None)
         self.pool = TimePooling(FEATURE_CHANNELS)
-        self.head = MagnitudeHead(self.pool.out_features, dropout, uncertainty)
+        self.head = MagnitudeHead(self.pool.out_features, dropout, self.predicts_uncertainty)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """One magnitude (and optionally log sigma) per trace."""
         x, log_scale = self.normalizer(x)
         features = torch.relu(self.unet(x, logits=True))
         return self.head(self.pool(features), log_scale)
-
-
-def build(config: PhaseNetMagConfig) -> nn.Module:
-    """The U-Net magnitude regressor for the configured width, norm and loss."""
-    return PhaseNetMag(
-        filter_factor=config.filter_factor,
-        norm=config.norm,
-        dropout=config.dropout,
-        uncertainty=config.predicts_uncertainty,
-    )

@@ -1,13 +1,16 @@
-"""The one map from a model type to its task, config dataclass, builder and training defaults.
+"""The one map from a model type to its task, config dataclass, network class and defaults.
 
-Importing it costs no torch: the configs live in models/configs.py, and each builder is named
-"module:function" and imported the first time a model of that type is built.
+Importing it costs no torch: the configs live in models/configs.py, and each network class is
+named "module:Class" and imported the first time a model of that type is built. A config's
+fields are constructor arguments of its class of the same names, so `cls(**asdict(config))`
+builds the network, and `cls(**network.get_model_args())` rebuilds it (seisbench's convention).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -24,15 +27,19 @@ class ModelSpec:
 
     task: str
     config_cls: type
-    builder: str  # "module:function" taking the config and returning the network
+    network: str  # "module:Class", whose constructor takes the config's fields by name
     train_defaults: Mapping[str, Any]
     search_space: Mapping[str, Mapping[str, Any]]
     summary: str
 
+    def network_class(self) -> type[nn.Module]:
+        """The network's class; its module (and torch) is imported on first use."""
+        module, _, name = self.network.partition(":")
+        return getattr(importlib.import_module(module), name)
+
     def build(self, config: Any) -> nn.Module:
-        """The network for config; the builder's module (and torch) is imported on first use."""
-        module, _, function = self.builder.partition(":")
-        return getattr(importlib.import_module(module), function)(config)
+        """The network for config: its class called with the config's fields."""
+        return self.network_class()(**dataclasses.asdict(config))
 
 
 # 64, not seisbench's 256: on a training split of a few thousand traces 256 leaves about 100
@@ -50,7 +57,7 @@ MODELS: dict[str, ModelSpec] = {
     "phasenet": ModelSpec(
         task="phase",
         config_cls=configs.PhaseNetConfig,
-        builder="seismic_ml.models.phasenet:build",
+        network="seismic_ml.models.phasenet:PhaseNet",
         train_defaults=_defaults(lr=1e-3, batch_size=PHASE_BATCH),
         search_space=configs.PHASENET_SEARCH_SPACE,
         summary="seisbench PhaseNet",
@@ -58,7 +65,7 @@ MODELS: dict[str, ModelSpec] = {
     "phasenet_lstm": ModelSpec(
         task="phase",
         config_cls=configs.PhaseNetLSTMConfig,
-        builder="seismic_ml.models.phasenet_lstm:build",
+        network="seismic_ml.models.phasenet_lstm:PhaseNetLSTM",
         train_defaults=_defaults(lr=1e-3, batch_size=PHASE_BATCH),
         search_space=configs.PHASENET_LSTM_SEARCH_SPACE,
         summary="PhaseNet with a (Bi)LSTM bottleneck",
@@ -66,7 +73,7 @@ MODELS: dict[str, ModelSpec] = {
     "phasenet_conv_lstm": ModelSpec(
         task="phase",
         config_cls=configs.PhaseNetConvLSTMConfig,
-        builder="seismic_ml.models.phasenet_conv_lstm:build",
+        network="seismic_ml.models.phasenet_conv_lstm:PhaseNetConvLSTM",
         train_defaults=_defaults(lr=1e-3, batch_size=PHASE_BATCH),
         search_space=configs.PHASENET_CONV_LSTM_SEARCH_SPACE,
         summary="PhaseNet with a convolutional LSTM bottleneck",
@@ -74,7 +81,7 @@ MODELS: dict[str, ModelSpec] = {
     "phasenet_mag": ModelSpec(
         task="magnitude",
         config_cls=configs.PhaseNetMagConfig,
-        builder="seismic_ml.models.phasenet_mag:build",
+        network="seismic_ml.models.phasenet_mag:PhaseNetMag",
         train_defaults=_defaults(lr=1e-3, batch_size=32),
         search_space=configs.PHASENET_MAG_SEARCH_SPACE,
         summary="PhaseNet-style U-Net magnitude regressor",
@@ -82,7 +89,7 @@ MODELS: dict[str, ModelSpec] = {
     "eqtransformer_mag": ModelSpec(
         task="magnitude",
         config_cls=configs.EQTransformerMagConfig,
-        builder="seismic_ml.models.eqtransformer_mag:build",
+        network="seismic_ml.models.eqtransformer_mag:EQTransformerMag",
         train_defaults=_defaults(lr=1e-4, batch_size=16),
         search_space=configs.EQTRANSFORMER_MAG_SEARCH_SPACE,
         summary="EQTransformer-style encoder + transformer",
@@ -90,7 +97,7 @@ MODELS: dict[str, ModelSpec] = {
     "amag_v2": ModelSpec(
         task="magnitude",
         config_cls=configs.AmagV2Config,
-        builder="seismic_ml.models.amag_v2:build",
+        network="seismic_ml.models.amag_v2:MagnitudeNet",
         train_defaults=_defaults(lr=1e-3, batch_size=64),
         search_space=configs.AMAG_V2_SEARCH_SPACE,
         summary="MagnitudeNet: CNN, BiLSTM, attention, regression head",
@@ -137,11 +144,16 @@ def check_model_size(model_type: str, config: Any) -> int:
     """The network's parameter count, counted without allocating; over the limit raises."""
     spec = get_spec(model_type)
     config.validate()
-    count = count_parameters(spec, config)
+    return check_size(model_type, non_defaults(config), lambda: spec.build(config))
+
+
+def check_size(model_type: str, described: str, build: Callable[[], nn.Module]) -> int:
+    """The parameter count of build()'s network (meta device); over the limit is one line."""
+    count = count_built_parameters(build)
     limit, why = parameter_limit()
     if count > limit:
         raise SeismicMLError(
-            f"model {model_type} with {_non_defaults(config)} would have {count:,} parameters "
+            f"model {model_type} with {described} would have {count:,} parameters "
             f"({_gigabytes(count)} of float32 weights), over the limit of {limit:,} parameters "
             f"({_gigabytes(limit)}, {why}): refusing to build it"
         )
@@ -150,10 +162,15 @@ def check_model_size(model_type: str, config: Any) -> int:
 
 def count_parameters(spec: ModelSpec, config: Any) -> int:
     """Parameters of config's network, built on PyTorch's meta device: shapes, no storage."""
+    return count_built_parameters(lambda: spec.build(config))
+
+
+def count_built_parameters(build: Callable[[], nn.Module]) -> int:
+    """Parameters of the network build() makes on PyTorch's meta device: shapes, no storage."""
     import torch
 
     with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        module = spec.build(config)
+        module = build()
     return sum(p.numel() for p in module.parameters())
 
 
@@ -167,7 +184,7 @@ def parameter_limit() -> tuple[int, str]:
     return MAX_PARAMETERS, "the project's limit"
 
 
-def _non_defaults(config: Any) -> str:
+def non_defaults(config: Any) -> str:
     """The hyperparameters that differ from their defaults, as name=value."""
     changed = [
         f"{f.name}={getattr(config, f.name)}"

@@ -1,4 +1,5 @@
-"""Logged as the model's code (MLflow models from code); the installed package does the work."""
+"""Logged as the model's code (MLflow models from code); the package does the work, imported from
+the copy the model carries in its `code/` folder (MLflow puts that folder on sys.path first)."""
 
 import mlflow
 

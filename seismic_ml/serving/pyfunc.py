@@ -1,4 +1,8 @@
-"""The pyfunc model: rebuilds the network from its artifacts (JSON + safetensors) and predicts."""
+"""The pyfunc model: rebuilds the network from its artifacts (JSON + safetensors) and predicts.
+
+The logged model carries this package as its code (`code_paths`), so MLflow imports this module
+from the model's own `code/` folder wherever it is loaded: the package need not be installed.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +21,13 @@ class SeismicModel(PythonModel):
     """Raw ZNE windows at 100 Hz in; picks (phase models) or magnitudes out."""
 
     def load_context(self, context: PythonModelContext) -> None:
-        """Build the network from its artifacts; read the request limit from the environment."""
-        from seismic_ml.tracking.artifacts import build_module, read_config
+        """Build the network from model_args.json + safetensors; read the request limit."""
+        from seismic_ml.tracking.artifacts import read_model_args, rebuild
 
         self.max_windows = max_windows()
-        cfg = read_config(Path(context.artifacts["run_config"]))
-        self.task = cfg.task
-        self.module = build_module(cfg, Path(context.artifacts["weights"]))
+        args = read_model_args(Path(context.artifacts["model_args"]))
+        self.task = args["task"]
+        self.module = rebuild(args, Path(context.artifacts["weights"]))
         self.in_samples = int(self.module.in_samples)
 
     def predict(

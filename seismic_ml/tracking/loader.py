@@ -1,17 +1,21 @@
-"""load_model(ref): a trained model rebuilt from data (params, model args, safetensors weights).
+"""load_model(ref): a trained model rebuilt from data (model_args.json, safetensors weights).
 
 A reference is a run id, `runs:/ID/...`, `models:/NAME/VERSION`, `models:/NAME/latest`,
 `models:/NAME@ALIAS` or MLflow 3's `models:/m-ID`. Whatever it names, the training run is
-resolved; its params give the RunConfig, the installed package's model registry builds the
-network, and `weights/model.safetensors` fills it. The pick thresholds tuned in training come
-from `weights/model_args.json` beside it, checked to be numbers in (0, 1). Nothing read from
-the tracking server is unpickled or executed.
+resolved, and the model files: those of the logged model a registry version (or m-ID) names,
+else the run's newest logged model, else the run's `weights/` folder (runs that log no model,
+and the previous format). The installed package's class for the model type is called with the
+constructor arguments in `model_args.json` and filled from `model.safetensors`; the run's
+params give the RunConfig and must agree with model_args.json. The pick thresholds tuned in
+training come from model_args.json, checked to be numbers in (0, 1). Nothing read from the
+tracking server is unpickled or executed: the logged model's bundled code is never imported.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -39,6 +43,7 @@ class Source:
     run_id: str
     name: str | None = None
     version: int | None = None
+    model_id: str | None = None  # the logged model (models:/m-ID) a registry version points at
 
 
 @dataclass
@@ -75,28 +80,62 @@ def load_model(ref: str) -> TrainedModel:
 
 
 def load_source(source: Source, uri: str = "") -> TrainedModel:
-    """The trained model of a resolved source (its run's params and safe artifacts)."""
-    cfg = model_io.run_config(source.run_id)
-    path = f"{artifacts.WEIGHTS_DIR}/{artifacts.WEIGHTS_FILE}"
-    try:
-        weights = model_io.download_artifact(source.run_id, path)
-    except SeismicMLError:
-        raise SeismicMLError(
-            f"run {source.run_id} predates safe model artifacts (no {path}): "
-            "retrain it, or resume it with --resume to log them"
-        ) from None
-    module = artifacts.build_module(cfg, weights)
-    thresholds = tuned_thresholds(source.run_id) if cfg.task == "phase" else {}
+    """The trained model of a resolved source (its model files, checked against its params)."""
+    run = model_io.get_run(source.run_id)
+    cfg = RunConfig.from_params(run.data.params)
+    files = _model_files(run, source.model_id)
+    if files.model_args is None:  # the oldest safe format: weights beside the params
+        module, thresholds = artifacts.build_module(cfg, files.weights), {}
+    else:
+        args = _checked_args(files.model_args, files.where, cfg, source.run_id)
+        module = artifacts.rebuild(args, files.weights)
+        thresholds = artifacts.check_thresholds(args.get("thresholds"), artifacts.ARGS_FILE)
+    thresholds = thresholds if cfg.task == "phase" else {}
     return TrainedModel(cfg, module, source.run_id, source.name, source.version, uri, thresholds)
 
 
-def tuned_thresholds(run_id: str) -> dict[str, float]:
-    """The pick thresholds in the run's model_args.json ({}: none, or a run that predates it)."""
+def _checked_args(path: Path, where: str, cfg: RunConfig, run_id: str) -> dict[str, Any]:
+    """A model_args.json that agrees with the run's params; a contradiction is one line."""
+    args = artifacts.read_model_args(path)
     try:
-        path = model_io.download_artifact(run_id, f"{artifacts.WEIGHTS_DIR}/{artifacts.ARGS_FILE}")
-    except SeismicMLError:
-        return {}
-    return artifacts.read_thresholds(path)
+        artifacts.check_against_params(args, cfg)
+    except SeismicMLError as exc:
+        raise SeismicMLError(f"run {run_id} ({where}): {exc}") from None
+    return args
+
+
+def _model_files(run: Any, model_id: str | None) -> model_io.ModelFiles:
+    """The run's model files, or one line saying it has none (retrain)."""
+    files = _find_files(run, model_id)
+    if files is None:
+        raise SeismicMLError(
+            f"run {run.info.run_id} predates safe model artifacts (no logged model, no "
+            f"{artifacts.WEIGHTS_DIR}/{artifacts.WEIGHTS_FILE}): retrain it, or resume it with "
+            "--resume to log them"
+        )
+    return files
+
+
+def _find_files(run: Any, model_id: str | None) -> model_io.ModelFiles | None:
+    """The run's model files (None: it has none); a store that cannot say is one line."""
+    try:
+        return model_io.model_files(run, model_id)
+    except MlflowException as exc:
+        raise SeismicMLError(
+            f"cannot find the model files of run {run.info.run_id}: {first_line(exc)}"
+        ) from exc
+
+
+def check_run_model(run_id: str) -> None:
+    """Refuse a run whose model_args.json (if it has one) contradicts its params."""
+    run = model_io.get_run(run_id)
+    try:
+        place = model_io.model_place(run)
+    except MlflowException as exc:
+        raise SeismicMLError(f"cannot find the model of run {run_id}: {first_line(exc)}") from exc
+    path = place.fetch_if_there(artifacts.ARGS_FILE)
+    if path is not None:
+        _checked_args(path, place.where, RunConfig.from_params(run.data.params), run_id)
 
 
 def resolve(ref: str) -> Source:
@@ -150,8 +189,9 @@ def _registry_source(client: MlflowClient, match: re.Match, ref: str) -> Source:
         run_id = client.get_logged_model(name).source_run_id
         if not run_id:
             raise SeismicMLError(f"{ref} records no training run")
-        return Source(run_id)
-    return Source(_version_run(client, version, ref), name, int(version.version))
+        return Source(run_id, model_id=name)
+    run_id = _version_run(client, version, ref)
+    return Source(run_id, name, int(version.version), _version_model_id(version))
 
 
 def _version_number(client: MlflowClient, name: str, version: str) -> str:
@@ -162,6 +202,16 @@ def _version_number(client: MlflowClient, name: str, version: str) -> str:
     if not versions:
         raise SeismicMLError(f"registered model {name!r} has no versions")
     return str(max(int(v.version) for v in versions))
+
+
+def _version_model_id(version: Any) -> str | None:
+    """The logged model a registry version was made from (MLflow 3), if it records one."""
+    if getattr(version, "model_id", None):
+        return version.model_id
+    source = MODELS_URI.match(version.source or "")
+    if source and not source["version"] and not source["alias"]:
+        return source["name"]
+    return None
 
 
 def _version_run(client: MlflowClient, version: Any, ref: str) -> str:

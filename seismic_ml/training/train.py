@@ -23,6 +23,7 @@ from seismic_ml.models.registry import build_model
 from seismic_ml.tracking import claims, history, local, model_io
 from seismic_ml.tracking.artifacts import WEIGHTS_DIR, write_model_files
 from seismic_ml.tracking.datasets import log_split
+from seismic_ml.tracking.loader import check_run_model
 from seismic_ml.tracking.logger import CHECKPOINT_DIR, MlflowLogger
 from seismic_ml.tracking.lost_runs import DEFAULT_STALE_AFTER_S, heartbeat_age
 from seismic_ml.tracking.run import run_name, standard_tags, tracked_run
@@ -213,18 +214,13 @@ def _log_results(
     mlflow.log_metrics(metrics)
     history.log_history_artifacts(state.history)
     model = _best_model(trainer)
-    thresholds = best_thresholds(state)
-    _log_weights(model, cfg, thresholds)
     with tempfile.TemporaryDirectory() as tmp:
         mlflow.log_artifact(str(history.plot_run_history(run_id, Path(tmp))), "plots")
     mlflow.set_tag("device", str(trainer.device))
-    uri = None
-    if options.log_model:
-        uri = model_io.log_model(model, cfg, thresholds)
-        mlflow.set_tag(model_io.MODEL_URI_TAG, uri)
-        if options.register_as:
-            about = model_io.version_metadata(cfg, metrics["best/val_loss"])
-            model_io.register(uri, options.register_as, options.alias, *about)
+    uri = _log_weights(model, cfg, best_thresholds(state), run_id, options.log_model)
+    if uri and options.register_as:
+        about = model_io.version_metadata(cfg, metrics["best/val_loss"])
+        model_io.register(uri, options.register_as, options.alias, *about)
     return TrainResult(run_id, metrics, model, uri, state.history)
 
 
@@ -294,7 +290,8 @@ def _logged_so_far(run_id: str) -> tuple[int, int]:
 
 
 def _resume_snapshot(run_id: str) -> dict[str, Any]:
-    """The weights-only snapshot a resume continues from."""
+    """The weights-only snapshot a resume continues from, once params and model args agree."""
+    check_run_model(run_id)
     return load_checkpoint(_resume_checkpoint(run_id, local.run_dir(run_id) / CHECKPOINT_NAME))
 
 
@@ -329,11 +326,18 @@ def best_thresholds(state: LoopState) -> dict[str, float]:
     return {p: float(t) for p, t in found.items() if t is not None and 0 < t < 1}
 
 
-def _log_weights(model: nn.Module, cfg: RunConfig, thresholds: dict[str, float]) -> None:
-    """Best weights (safetensors) beside the JSON model args and config that rebuild the model."""
+def _log_weights(
+    model: nn.Module, cfg: RunConfig, thresholds: dict[str, float], run_id: str, as_model: bool
+) -> str | None:
+    """Upload the model files once: in the logged model (its URI) or, else, in weights/."""
+    if as_model:
+        uri = model_io.log_model(model, cfg, thresholds, run_id)
+        mlflow.set_tag(model_io.MODEL_URI_TAG, uri)
+        return uri
     with tempfile.TemporaryDirectory() as tmp:
         write_model_files(model, cfg, Path(tmp), thresholds)
         mlflow.log_artifacts(tmp, artifact_path=WEIGHTS_DIR)
+    return None
 
 
 def resume_config(run_id: str, task: str, epochs: int | None = None) -> RunConfig:

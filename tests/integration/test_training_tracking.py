@@ -94,11 +94,18 @@ def test_run_holds_config_curves_artifacts_and_tags(
     assert any(key.startswith("system/") for key in run.data.metrics)  # CPU and memory use
     experiment = MlflowClient().get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # UI: runs view
-    assert artifacts(run_id) >= {
+    stored = artifacts(run_id)
+    assert stored >= {
         "checkpoints/last.pt", "history/history.json", "history/history.csv",
-        "plots/history.png", "weights/model.safetensors", "weights/model_args.json",
-        "config/run_config.json",
+        "plots/history.png", "config/run_config.json",
     }  # fmt: skip
+    assert not [name for name in stored if name.startswith("weights/")]  # in the model, once
+    model_id = tags["seismic_ml.model_uri"].removeprefix("models:/")
+    model_files = MlflowClient().list_logged_model_artifacts(model_id, "artifacts")
+    assert {f.path for f in model_files} == {
+        "artifacts/model.safetensors",
+        "artifacts/model_args.json",
+    }
 
 
 def test_forced_plateau_reduction_is_not_undone_by_warmup(

@@ -105,8 +105,9 @@ def _cli(*args: str):
 
 
 def _lines(output: str) -> list[str]:
-    """What the command said, without MLflow's download progress bars (stderr, a tty)."""
-    return [x for x in output.strip().splitlines() if not x.startswith("Downloading artifacts")]
+    """What the command said, without MLflow's download progress bars (stderr, a tty; the
+    `seismic-ml` command turns them off, CliRunner does not) and the blank lines they leave."""
+    return [x for x in output.splitlines() if x.strip() and "Downloading artifacts" not in x]
 
 
 def test_the_planted_pickles_are_live(tracking_uri, poisoned):

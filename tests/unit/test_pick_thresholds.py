@@ -189,13 +189,10 @@ def test_training_logs_thresholds_per_epoch_and_keeps_the_best_epochs(trained):
         assert sorted(steps) == [1, 2, 3, 4], key
     expected = _best_epoch_thresholds(trained["run_id"])
     assert "S" in expected  # the picker learnt S within 0.5 s on the dev split
-    args = json.loads(
-        mlflow.artifacts.load_text(f"runs:/{trained['run_id']}/weights/model_args.json")
-    )
-    assert args["thresholds"] == expected
-    logged = trained["result"].model_uri  # the registered-model format carries them too
+    logged = trained["result"].model_uri  # the one copy: the logged model's artifacts
     local = Path(mlflow.artifacts.download_artifacts(logged)) / "artifacts" / "model_args.json"
     assert json.loads(local.read_text())["thresholds"] == expected
+    assert mlflow.models.get_model_info(logged).metadata["thresholds"] == expected
     assert load_model(trained["run_id"]).thresholds == expected
 
 
