@@ -39,9 +39,9 @@ def test_per_model_training_defaults() -> None:
         "eqtransformer_mag": (1e-4, 16),
         "phasenet_mag": (1e-3, 32),
         "amag_v2": (1e-3, 64),
-        "phasenet": (1e-3, 256),
-        "phasenet_lstm": (1e-3, 256),
-        "phasenet_conv_lstm": (1e-3, 256),
+        "phasenet": (1e-3, 64),
+        "phasenet_lstm": (1e-3, 64),
+        "phasenet_conv_lstm": (1e-3, 64),
     }
     for model_type, (lr, batch) in expected.items():
         cfg = with_model_defaults(RunConfig(model_type, get_spec(model_type).config_cls()))

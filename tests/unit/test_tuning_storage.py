@@ -252,7 +252,7 @@ def test_the_outage_limit_is_a_duration_and_an_outage_one_line(
 ) -> None:
     seen = {}
 
-    def fake_tune(options: Any) -> TuneResult:
+    def fake_tune(options: Any, **_: Any) -> TuneResult:
         seen["limit"] = options.storage_outage_limit_s
         if options.storage_outage_limit_s < 60:
             raise StorageOutage("Optuna storage x unreachable for 9 s")
