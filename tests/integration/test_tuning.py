@@ -172,7 +172,8 @@ def test_two_workers_share_one_study_and_parent_on_postgres(
         for _ in range(2)
     ]
     outputs = [w.communicate(timeout=240)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], outputs
+    # the whole of both workers' output on failure (pytest shortens a list's repr)
+    assert [w.returncode for w in workers] == [0, 0], "\n---- worker ----\n".join(outputs)
 
     numbers = [{int(n) for n in re.findall(r"Trial (\d+) finished", out)} for out in outputs]
     assert numbers[0].isdisjoint(numbers[1]) and numbers[0] | numbers[1] == {0, 1, 2, 3}
