@@ -91,7 +91,7 @@ def take_claim(run_id: str, number: int) -> None:
     """Claim the run for this process as claim `number`; RunClaimed when another got it first."""
     me = {**this_worker(), "time": round(time.time(), 3)}
     try:
-        MlflowClient().log_param(run_id, f"{CLAIM_PREFIX}{number}", json.dumps(me, sort_keys=True))
+        _log_claim(run_id, f"{CLAIM_PREFIX}{number}", json.dumps(me, sort_keys=True))
     except MlflowException as exc:
         if "Changing param values is not allowed" not in str(exc):
             raise
@@ -100,3 +100,16 @@ def take_claim(run_id: str, number: int) -> None:
             f"run {run_id} was claimed by {describe(winner)} a moment ago (claim {number}): "
             "that process is resuming it, this one stops"
         ) from None
+
+
+def _log_claim(run_id: str, key: str, value: str, attempts: int = 5) -> None:
+    """log_param, tried again after a transient store error (a busy SQLite database under
+    racing writers); the store's refusal of a second value is raised at once."""
+    for attempt in range(attempts):
+        try:
+            MlflowClient().log_param(run_id, key, value)
+            return
+        except MlflowException as exc:
+            if "Changing param values is not allowed" in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
