@@ -4,7 +4,8 @@ Two `--resume` of one run may start at the same moment on two machines; only one
 MLflow has no compare-and-set on tags, but a param, once logged, cannot change: the store keeps
 (run, key) unique in one transaction (a primary key in SQL stores, checked by the server), and a
 second value for the same key is refused. So the n-th claim of a run is the param
-`seismic_ml.claim.<n>` holding its owner (host, pid, start, time): whoever logs it first owns the
+`seismic_ml.claim.<n>` holding its owner (host, pid, start, time, a random nonce, so two claims
+are never equal: MLflow accepts a second, identical value): whoever logs it first owns the
 run; the other gets MLflow's refusal and stops, naming the owner. The claims also stay on the run
 as its record of who trained it, when. Fresh runs take claim 0; each resume the next one.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 from mlflow.entities import Run
@@ -89,7 +91,7 @@ def next_claim(run: Run) -> int:
 
 def take_claim(run_id: str, number: int) -> None:
     """Claim the run for this process as claim `number`; RunClaimed when another got it first."""
-    me = {**this_worker(), "time": round(time.time(), 3)}
+    me = {**this_worker(), "time": round(time.time(), 3), "nonce": uuid.uuid4().hex}
     try:
         _log_claim(run_id, f"{CLAIM_PREFIX}{number}", json.dumps(me, sort_keys=True))
     except MlflowException as exc:

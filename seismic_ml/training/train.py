@@ -211,7 +211,6 @@ def _log_results(
 ) -> TrainResult:
     """Final metrics, history, best weights, plots and the model, into the run."""
     metrics = _final_metrics(trainer)
-    mlflow.log_metrics(metrics)
     history.log_history_artifacts(state.history)
     model = _best_model(trainer)
     with tempfile.TemporaryDirectory() as tmp:
@@ -221,6 +220,8 @@ def _log_results(
     if uri and options.register_as:
         about = model_io.version_metadata(cfg, metrics["best/val_loss"])
         model_io.register(uri, options.register_as, options.alias, *about)
+    # last: best/* on a run says that all its results arrived (has_results; a plain --resume)
+    mlflow.log_metrics(metrics)
     return TrainResult(run_id, metrics, model, uri, state.history)
 
 
@@ -394,7 +395,8 @@ def _check_not_alive(run: mlflow.entities.Run) -> None:
 
 
 def has_results(run: mlflow.entities.Run) -> bool:
-    """Whether the run's end-of-training results (best/* metrics, weights, model) were logged."""
+    """Whether the run's end-of-training results (weights, model, then best/* metrics, logged
+    last) all reached the store."""
     return "best/val_loss" in run.data.metrics
 
 
