@@ -8,76 +8,72 @@ from typing import Any
 
 import click
 
-from seismic_ml.cli.options import FriendlyCommand, add_options, field_options
+from seismic_ml.cli.options import FriendlyCommand, add_options, in_section, model_field_options
 from seismic_ml.data import SPLITS
-from seismic_ml.models.registry import MODELS, model_types
+from seismic_ml.models.registry import model_types
 
 __all__ = ["eval_mag", "eval_phase", "predict"]
 
 
-def _model_check_options(task: str) -> tuple[set[str], list[click.Option]]:
+def _model_check_options(task: str) -> tuple[set[str], list[click.Parameter]]:
     """--model-type and every model option of the task, only to check them against the run."""
     names = model_types(task)
-    merged = field_options(MODELS[n].config_cls for n in names)
+    merged = model_field_options(names)
     options = [
         click.Option(
             ["--model-type", "--model_type", "model_type"],
             type=click.Choice(names),
-            help="must match the run (the model type comes from it)",
+            help="the run's model type",
         )
     ]
-    for opt in merged.values():
-        opt.help = "must match the run, if given (every model option comes from it)"
-        options.append(opt.to_click(show_default=False))
-    return {"model_type", *merged}, options
+    options += [opt.to_click(show_default=False) for opt in merged.values()]
+    heading = "Checks: the model and its options come from the run; given ones must match it"
+    return {"model_type", *merged}, in_section(heading, options)
 
 
-def _source_options() -> list[click.Option]:
-    return [
-        click.Option(
-            ["--run-id", "--run_id", "run_id"], help="training run whose model to evaluate"
-        ),
-        click.Option(
-            ["--model-uri", "--model_uri", "model_uri"],
-            help="runs:/ID/model, models:/NAME/VERSION or models:/NAME@ALIAS",
-        ),
-    ]
+def _source_options() -> list[click.Parameter]:
+    return in_section(
+        "Model to evaluate",
+        [
+            click.Option(
+                ["--run-id", "--run_id", "run_id"], help="training run whose model to evaluate"
+            ),
+            click.Option(
+                ["--model-uri", "--model_uri", "model_uri"],
+                help="runs:/ID/model, models:/NAME/VERSION or models:/NAME@ALIAS",
+            ),
+        ],
+    )
 
 
-def _eval_options() -> list[click.Option]:
-    return [
-        click.Option(["--dataset"], help="dataset to score on (default: the run's own)"),
-        click.Option(["--split"], type=click.Choice(SPLITS), default="test", show_default=True),
-        click.Option(
-            ["--plot"],
-            type=click.BOOL,
-            is_flag=False,
-            flag_value=True,
-            default=False,
-            help="log figures; --plot alone or --plot true/false",
-        ),
-        click.Option(["--experiment"], help="MLflow experiment (default: the training run's)"),
-        click.Option(
-            ["--max-traces", "--max_traces", "max_traces"],
-            type=int,
-            default=0,
-            help="score at most this many traces of the split (0: all)",
-        ),
+def _data_options() -> list[click.Parameter]:
+    return in_section(
+        "Data",
+        [
+            click.Option(["--dataset"], help="dataset to score on (default: the run's own)"),
+            click.Option(["--split"], type=click.Choice(SPLITS), default="test", show_default=True),
+            click.Option(
+                ["--max-traces", "--max_traces", "max_traces"],
+                type=click.IntRange(min=0),
+                default=0,
+                help="score at most this many traces of the split (default: 0, all); a subset "
+                "is tagged eval.subset and leaves a registered version's test/* tags alone",
+            ),
+        ],
+    )
+
+
+def _scoring_options(task: str) -> list[click.Parameter]:
+    options = [
         click.Option(
             ["--batch-size", "--batch_size", "batch_size"],
             type=click.IntRange(min=1),
             default=64,
             show_default=True,
-        ),
+        )
     ]
-
-
-def make_eval_command(task: str) -> click.Command:
-    """eval-phase / eval-mag: config, model and data resolved from the training run."""
-    check_names, check_options = _model_check_options(task)
-    extra = []
     if task == "phase":
-        extra.append(
+        options.append(
             click.Option(
                 ["--threshold"],
                 type=click.FloatRange(0, 1),
@@ -87,9 +83,32 @@ def make_eval_command(task: str) -> click.Command:
                 "per-phase thresholds tuned on the dev split are reported beside them)",
             )
         )
+    return in_section("Scoring", options)
 
-    # click lists the options it collected last first
-    @add_options(reversed([*_source_options(), *_eval_options(), *extra, *check_options]))
+
+def _output_options() -> list[click.Parameter]:
+    return in_section(
+        "Output",
+        [
+            click.Option(
+                ["--plot"],
+                type=click.BOOL,
+                is_flag=False,
+                flag_value=True,
+                default=False,
+                help="log figures; --plot alone or --plot true/false (default: false)",
+            ),
+            click.Option(["--experiment"], help="MLflow experiment (default: the training run's)"),
+        ],
+    )
+
+
+def make_eval_command(task: str) -> click.Command:
+    """eval-phase / eval-mag: config, model and data resolved from the training run."""
+    check_names, check_options = _model_check_options(task)
+    sections = [_source_options(), _data_options(), _scoring_options(task), _output_options()]
+
+    @add_options([*(opt for section in sections for opt in section), *check_options])
     def command(**given: Any) -> None:
         from seismic_ml.evaluation.evaluate import evaluate
         from seismic_ml.tracking.store import require_store
@@ -183,48 +202,62 @@ eval_phase = make_eval_command("phase")
 eval_mag = make_eval_command("magnitude")
 
 
+def _predict_model_options() -> list[click.Parameter]:
+    return in_section(
+        "Model",
+        [
+            click.Option(
+                ["--model-uri", "--model_uri", "model_uri"],
+                required=True,
+                help="phase or magnitude model",
+            ),
+            click.Option(
+                ["--picker-uri", "--picker_uri", "picker_uri"],
+                help="phase model that picks P for a magnitude model",
+            ),
+            click.Option(
+                ["--p-time", "--p_time", "p_times"],
+                multiple=True,
+                help="P onset (UTC) for a magnitude model: TIME, or STATION=TIME; repeatable",
+            ),
+            click.Option(
+                ["--threshold"],
+                type=click.FloatRange(0, 1),
+                default=None,
+                help="pick probability threshold for every phase (default: the model's "
+                "per-phase thresholds tuned on its dev split, else 0.3)",
+            ),
+        ],
+    )
+
+
+def _predict_output_options() -> list[click.Parameter]:
+    return in_section(
+        "Output",
+        [
+            click.Option(
+                ["--format", "fmt"],
+                type=click.Choice(["csv", "json", "quakeml"]),
+                default="csv",
+                show_default=True,
+                help="csv or json tables, or QuakeML (picks grouped into events, magnitudes "
+                "per station and for the event)",
+            ),
+            click.Option(
+                ["--out"], type=click.Path(path_type=Path), help="output file (default: stdout)"
+            ),
+            click.Option(
+                ["--plot", "--figure", "figure"],
+                type=click.Path(path_type=Path),
+                help="PNG of traces, probabilities and picks (phase models; default: beside --out)",
+            ),
+        ],
+    )
+
+
 @click.command("predict", cls=FriendlyCommand)
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--model-uri", "--model_uri", "model_uri", required=True, help="phase or magnitude model"
-)
-@click.option(
-    "--picker-uri",
-    "--picker_uri",
-    "picker_uri",
-    help="phase model that picks P for a magnitude model",
-)
-@click.option(
-    "--p-time",
-    "--p_time",
-    "p_times",
-    multiple=True,
-    help="P onset (UTC) for a magnitude model: TIME, or STATION=TIME; repeatable",
-)
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0, 1),
-    default=None,
-    help="pick probability threshold for every phase (default: the model's per-phase "
-    "thresholds tuned on its dev split, else 0.3)",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["csv", "json", "quakeml"]),
-    default="csv",
-    show_default=True,
-    help="csv or json tables, or QuakeML (picks grouped into events, magnitudes per station "
-    "and for the event)",
-)
-@click.option("--out", type=click.Path(path_type=Path), help="output file (default: stdout)")
-@click.option(
-    "--plot",
-    "--figure",
-    "figure",
-    type=click.Path(path_type=Path),
-    help="PNG of traces, probabilities and picks (phase models; default: beside --out)",
-)
+@add_options([*_predict_model_options(), *_predict_output_options()])
 def predict(
     files: tuple[Path, ...],
     model_uri: str,

@@ -18,10 +18,11 @@ from seismic_ml.cli.options import (
     FriendlyCommand,
     FriendlyGroup,
     add_options,
-    field_options,
     flag_option,
+    in_section,
     model_field_options,
     run_config_from_options,
+    section_options,
 )
 from seismic_ml.cli.tuning import tune, tune_report
 from seismic_ml.config import DataConfig, TrainConfig, checked
@@ -50,57 +51,61 @@ def cli(quiet: bool) -> None:
     logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
-def _section_options(cls: type) -> list[click.Option]:
-    return [opt.to_click() for opt in field_options([cls]).values()]
-
-
-def _model_options(task: str) -> list[click.Option]:
-    merged = model_field_options(model_types(task))
-    return [opt.to_click(show_default=len(opt.owners) == 1) for opt in merged.values()]
-
-
-def _tracking_options() -> list[click.Option]:
-    return [
-        click.Option(["--experiment"], help="MLflow experiment (default: seismic-ml)"),
-        flag_option("run_name", help="MLflow run name"),
-        flag_option(
-            "register_as",
-            default="",
-            help="register the model under this name in the MLflow registry",
-        ),
-        click.Option(["--alias"], default="", help="registry alias for the new version"),
-        click.Option(["--resume"], default="", help="continue this run id from its checkpoint"),
-        flag_option(
-            "tracking_outage_limit",
-            type=Duration(),
-            default="15m",
-            show_default=True,
-            help="how long training goes on while the tracking server is unreachable "
-            "(metrics are spooled locally meanwhile); then it stops, resumable",
-        ),
-        click.Option(
-            ["--system-metrics/--no-system-metrics"],
-            default=True,
-            show_default=True,
-            help="log CPU, memory (and GPU) use to the run with MLflow's system metrics",
-        ),
-    ]
-
-
-def make_train_command(task: str) -> click.Command:
-    """train-phase / train-mag: every option generated from the config dataclasses."""
-
-    @add_options(_tracking_options())
-    @add_options(_model_options(task))
-    @add_options(_section_options(TrainConfig))
-    @add_options(_section_options(DataConfig))
-    @click.option(
-        "--model-type",
-        "--model_type",
+def _model_options(task: str) -> list[click.Parameter]:
+    """--model-type, then the options of the task's models (shared ones first)."""
+    model_type = flag_option(
         "model_type",
         default=DEFAULT_MODEL[task],
         type=click.Choice(model_types(task)),
         show_default=True,
+        help="the network to train",
+    )
+    merged = model_field_options(model_types(task))
+    return in_section("Model", [model_type, *(opt.to_click() for opt in merged.values())])
+
+
+def _tracking_options() -> list[click.Parameter]:
+    return in_section(
+        "Tracking (MLflow)",
+        [
+            click.Option(["--experiment"], help="MLflow experiment (default: seismic-ml)"),
+            flag_option("run_name", help="MLflow run name (default: model, dataset and time)"),
+            flag_option(
+                "register_as",
+                default="",
+                help="register the model under this name in the MLflow registry",
+            ),
+            click.Option(["--alias"], default="", help="registry alias for the new version"),
+            click.Option(["--resume"], default="", help="continue this run id from its checkpoint"),
+            flag_option(
+                "tracking_outage_limit",
+                type=Duration(),
+                default="15m",
+                show_default=True,
+                help="how long training goes on while the tracking server is unreachable "
+                "(metrics are spooled locally meanwhile); then it stops, resumable",
+            ),
+            click.Option(
+                ["--system-metrics/--no-system-metrics"],
+                default=True,
+                show_default=True,
+                help="log CPU, memory (and GPU) use to the run with MLflow's system metrics",
+            ),
+        ],
+    )
+
+
+def make_train_command(task: str) -> click.Command:
+    """train-phase / train-mag: every option generated from the config dataclasses, listed
+    under Data, Model, Training, Compute and Tracking in --help."""
+
+    @add_options(
+        [
+            *section_options(DataConfig),
+            *_model_options(task),
+            *section_options(TrainConfig),
+            *_tracking_options(),
+        ]
     )
     def command(
         model_type: str,

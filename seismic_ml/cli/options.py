@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from mlflow.exceptions import MlflowException
 
 _CLICK_TYPES = {int: click.INT, float: click.FLOAT, bool: click.BOOL, str: click.STRING}
+HELP_SECTION = "help_section"  # the attribute naming an option's heading in --help
+DEFAULT_SECTION = "Options"
+# --help headings of the config sections; a few training fields are about the machine
+SECTION_HEADINGS = {DataConfig: "Data", TrainConfig: "Training"}
+FIELD_HEADINGS = {"device": "Compute", "num_workers": "Compute", "precision": "Compute"}
 
 
 class OneLineUsageError(click.ClickException):
@@ -103,10 +108,31 @@ def exit_interrupted() -> None:
 
 
 class FriendlyCommand(click.Command):
-    """A command whose errors are one line for a person, also when it runs outside the group."""
+    """A command whose errors are one line for a person, also when it runs outside the group;
+    its --help lists options under their headings (in_section), in the order declared."""
 
     def invoke(self, ctx: click.Context) -> Any:
         return invoke_friendly(super().invoke, ctx)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """One block per heading, headings in the order their first option is declared."""
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None and not isinstance(param, click.Argument):
+                heading = getattr(param, HELP_SECTION, DEFAULT_SECTION)
+                sections.setdefault(heading, []).append(record)
+        for heading, rows in sections.items():
+            with formatter.section(heading):
+                formatter.write_dl(rows)
+
+
+def in_section(heading: str, options: Iterable[click.Parameter]) -> list[click.Parameter]:
+    """The options, each listed under heading in --help."""
+    listed = list(options)
+    for opt in listed:
+        setattr(opt, HELP_SECTION, heading)
+    return listed
 
 
 class FriendlyGroup(click.Group):
@@ -129,15 +155,23 @@ class FieldOption:
     default: Any
     owners: list[str] = dataclasses.field(default_factory=list)
     allowed: str = ""  # the field's range or check in words, as its errors say it
+    default_text: str | None = None  # the default in words, when one value cannot say it
 
     def to_click(self, show_default: bool = True) -> click.Option:
         """The click option; its default is None so unset options stay distinguishable. Its
         help ends with what it accepts and its default; the configs' validate() checks them."""
         kind = click.Choice(self.choices) if self.choices else _CLICK_TYPES[self.annotation]
         notes = [self.allowed] if self.allowed and not self.choices else []
-        notes += [f"default: {self.default}"] if show_default and self.default is not None else []
+        default = self.shown_default()
+        notes += [f"default: {default}"] if show_default and default else []
         suffix = f" [{'; '.join(notes)}]" if notes else ""
         return flag_option(self.name, type=kind, default=None, help=self.help + suffix)
+
+    def shown_default(self) -> str:
+        """The default as --help says it; "" when there is none to show (None, empty text)."""
+        if self.default_text is not None:
+            return self.default_text
+        return "" if self.default is None or self.default == "" else str(self.default)
 
 
 def flag_option(name: str, **kwargs: Any) -> click.Option:
@@ -171,14 +205,37 @@ def field_options(classes: Iterable[type]) -> dict[str, FieldOption]:
 
 
 def model_field_options(model_types: Iterable[str]) -> dict[str, FieldOption]:
-    """The options of several model types, each help ending with the models it applies to."""
+    """The options of several model types, each help ending with the models it applies to
+    and its default for each of them."""
     classes = {name: get_spec(name).config_cls for name in model_types}
     merged = field_options(classes.values())
     for name, opt in merged.items():
-        owners = [m for m, cls in classes.items() if name in cls.__dataclass_fields__]
-        opt.help = f"{opt.help} [{', '.join(owners)}]"
-        opt.owners = owners
+        fields = {m: cls.__dataclass_fields__.get(name) for m, cls in classes.items()}
+        defaults = {m: f.default for m, f in fields.items() if f is not None}
+        opt.help = f"{opt.help} [{', '.join(defaults)}]"
+        opt.owners = list(defaults)
+        opt.default_text = per_model_default(defaults)
     return merged
+
+
+def per_model_default(defaults: dict[str, Any]) -> str:
+    """`0.1`, or `0.1 (amag_v2: 0.2)` when some models differ from the most common value."""
+    texts = {model: str(value) for model, value in defaults.items() if value is not None}
+    if not texts:
+        return ""
+    values = list(texts.values())
+    common = max(values, key=values.count)
+    others = ", ".join(f"{m}: {v}" for m, v in texts.items() if v != common)
+    return f"{common} ({others})" if others else common
+
+
+def section_options(cls: type, show_default: bool = True) -> list[click.Option]:
+    """A config section's fields as options, in declaration order, under their headings."""
+    heading = SECTION_HEADINGS[cls]
+    options = []
+    for name, opt in field_options([cls]).items():
+        options += in_section(FIELD_HEADINGS.get(name, heading), [opt.to_click(show_default)])
+    return options
 
 
 def run_config_from_options(model_type: str, given: dict[str, Any]) -> RunConfig:
@@ -197,11 +254,14 @@ def run_config_from_options(model_type: str, given: dict[str, Any]) -> RunConfig
     )
 
 
-def add_options(options: Iterable[click.Option]) -> Callable:
-    """Decorator appending click options to a command function."""
+def add_options(options: Iterable[click.Parameter]) -> Callable:
+    """Decorator adding click options to a command function, listed in --help in the order
+    given, before those of decorators below it (as a stack of @click.option lists them)."""
 
     def decorator(func: Callable) -> Callable:
-        func.__click_params__ = list(getattr(func, "__click_params__", [])) + list(options)
+        # click reverses what the decorators collected: collect these last first
+        added = list(reversed(list(options)))
+        func.__click_params__ = list(getattr(func, "__click_params__", [])) + added
         return func
 
     return decorator

@@ -14,6 +14,7 @@ from seismic_ml.cli.options import (
     add_options,
     field_options,
     flag_option,
+    in_section,
     model_field_options,
     run_config_from_options,
 )
@@ -25,75 +26,111 @@ TASK_NAMES = {"phase": "phase", "mag": "magnitude", "magnitude": "magnitude"}
 DEFAULT_MODEL = {"phase": "phasenet", "magnitude": "amag_v2"}
 
 
-def _tune_options() -> list[click.Option]:
+def _study_options() -> list[click.Parameter]:
+    return in_section(
+        "Study",
+        [
+            flag_option("task", type=click.Choice(sorted(TASK_NAMES)), help="phase or mag(nitude)"),
+            flag_option(
+                "model_type",
+                type=click.Choice(model_types()),
+                help="model to tune (default: the task's: phasenet, amag_v2)",
+            ),
+            flag_option(
+                "n_trials", type=int, default=20, show_default=True, help="trials this worker runs"
+            ),
+            flag_option(
+                "max_epochs_per_trial",
+                type=int,
+                default=10,
+                show_default=True,
+                help="epochs per trial; val/loss is reported to the pruner each epoch",
+            ),
+            flag_option(
+                "timeout",
+                type=float,
+                help="stop starting trials after this many seconds (default: no limit)",
+            ),
+            flag_option("search_space", help="YAML/JSON file overriding the default search space"),
+            flag_option(
+                "pruner_startup_trials",
+                type=int,
+                default=5,
+                show_default=True,
+                help="complete trials before the median pruner prunes",
+            ),
+            flag_option(
+                "pruner_warmup_steps",
+                type=int,
+                default=5,
+                show_default=True,
+                help="epochs of a trial before it can be pruned",
+            ),
+        ],
+    )
+
+
+def _storage_options() -> list[click.Parameter]:
+    return in_section(
+        "Optuna storage (shared by workers)",
+        [
+            flag_option("study_name", help="Optuna study name (default: tune-<model type>)"),
+            flag_option(
+                "storage",
+                default="sqlite:///optuna.db",
+                show_default=True,
+                help="Optuna RDB URL; a PostgreSQL URL shares the study between workers",
+            ),
+            flag_option(
+                "storage_outage_limit",
+                type=Duration(),
+                default="5m",
+                show_default=True,
+                help="how long a worker waits out an unreachable Optuna storage (retrying "
+                "with backoff); then it stops with one line, its trial closed by the next worker",
+            ),
+        ],
+    )
+
+
+def _outcome_options() -> list[click.Parameter]:
+    return in_section(
+        "Best trial and tracking (MLflow)",
+        [
+            flag_option(
+                "retrain_best",
+                type=click.BOOL,
+                is_flag=False,
+                flag_value=True,
+                default=False,
+                help="train the best config for the full --epochs as an ordinary run "
+                "(default: false)",
+            ),
+            flag_option(
+                "register_as", help="register the retrained model under this name", default=""
+            ),
+            flag_option("experiment", help="MLflow experiment (default: seismic-ml)"),
+        ],
+    )
+
+
+def _config_options() -> list[click.Parameter]:
+    """Every data, train and model field: given ones form the base config and are not searched."""
+    fields = [
+        ("Data (a given option is fixed, not searched)", field_options([DataConfig])),
+        ("Training (a given option is fixed, not searched)", field_options([TrainConfig])),
+        ("Model (a given option is fixed, not searched)", model_field_options(MODELS)),
+    ]
     return [
-        flag_option("task", type=click.Choice(sorted(TASK_NAMES)), help="phase or mag(nitude)"),
-        flag_option("model_type", type=click.Choice(model_types()), help="model to tune"),
-        flag_option(
-            "n_trials", type=int, default=20, show_default=True, help="trials this worker runs"
-        ),
-        flag_option(
-            "max_epochs_per_trial",
-            type=int,
-            default=10,
-            show_default=True,
-            help="epochs per trial; val/loss is reported to the pruner each epoch",
-        ),
-        flag_option("study_name", help="Optuna study name [default: tune-<model type>]"),
-        flag_option(
-            "storage",
-            default="sqlite:///optuna.db",
-            show_default=True,
-            help="Optuna RDB URL; a PostgreSQL URL shares the study between workers",
-        ),
-        flag_option(
-            "storage_outage_limit",
-            type=Duration(),
-            default="5m",
-            show_default=True,
-            help="how long a worker waits out an unreachable Optuna storage (retrying with "
-            "backoff); then it stops with one line, its trial closed by the next worker",
-        ),
-        flag_option(
-            "timeout", type=float, help="stop starting trials after this many seconds (0: no limit)"
-        ),
-        flag_option("search_space", help="YAML/JSON file overriding the default search space"),
-        flag_option(
-            "retrain_best",
-            type=click.BOOL,
-            is_flag=False,
-            flag_value=True,
-            default=False,
-            help="train the best config for the full --epochs as an ordinary run",
-        ),
-        flag_option("register_as", default="", help="register the retrained model under this name"),
-        flag_option(
-            "pruner_startup_trials",
-            type=int,
-            default=5,
-            show_default=True,
-            help="complete trials before the median pruner prunes",
-        ),
-        flag_option(
-            "pruner_warmup_steps",
-            type=int,
-            default=5,
-            show_default=True,
-            help="epochs of a trial before it can be pruned",
-        ),
-        flag_option("experiment", help="MLflow experiment (default: seismic-ml)"),
+        opt
+        for heading, options in fields
+        for opt in in_section(heading, [o.to_click(show_default=False) for o in options.values()])
     ]
 
 
-def _config_options() -> list[click.Option]:
-    """Every data, train and model field: given ones form the base config and are not searched."""
-    fields = {**field_options([DataConfig, TrainConfig]), **model_field_options(MODELS)}
-    return [opt.to_click(show_default=False) for opt in fields.values()]
-
-
-def _all_options() -> list[click.Option]:
-    """Tune options first, then the config fields, in --help order (click reverses the list)."""
-    return list(reversed([*_tune_options(), *_config_options()]))
+def _all_options() -> list[click.Parameter]:
+    """The tune options, then the config fields, in --help order."""
+    return [*_study_options(), *_storage_options(), *_outcome_options(), *_config_options()]
 
 
 def resolve_model_type(task: str | None, model_type: str | None) -> str:
