@@ -1,16 +1,18 @@
 """Apply a trained model to a user's own waveform files (miniSEED, SAC, anything obspy reads).
 
-A phase model picks P and S with seisbench's `classify`, at per-phase thresholds: the given
-one for every phase, else those tuned on the model's dev split in training, else 0.3. A
-magnitude model sees, per station, a window of raw counts at 100 Hz in ZNE order starting
-PRE_P_S before the P onset (the middle of the 1-10 s range it was trained with); the onset
-comes from a picker model or is given.
+Both tasks read the stream through one path (`model_input.station_inputs`): per station and
+instrument, the traces at the model's sampling rate, in its component order. A phase model picks
+P and S with seisbench's `classify` on those traces, at per-phase thresholds: the given one for
+every phase, else those tuned on the model's dev split in training, else 0.3. A magnitude model
+reads, per station, one window of raw counts (`model_input.cut`, the model's `in_samples`)
+starting PRE_P_S before the P onset (the middle of the 1-10 s range it was trained with); the
+onset comes from a picker model or is given.
 
 Every row names its trace: network, station, location and channel. A pick is made on all three
 components; its channel is the vertical one for P and the first horizontal (N, else 1, else E)
 for S. A station magnitude reads the three: its channel is the instrument code with '?' (HH?).
 A station recorded by several instruments (HH and BH) is picked once per instrument. A trace
-not sampled at 100 Hz is resampled, and said so in a note.
+not sampled at the model's rate (100 Hz) is resampled, and said so in a note.
 """
 
 from __future__ import annotations
@@ -29,12 +31,19 @@ from obspy import UTCDateTime
 from torch import nn
 
 from seismic_ml.errors import SeismicMLError, first_line
+from seismic_ml.evaluation.model_input import (
+    COMPONENTS,
+    ModelInput,
+    StationInput,
+    cut,
+    joined,
+    station_inputs,
+    station_key,
+)
 from seismic_ml.models.magnitude import split_output
 from seismic_ml.tracking.loader import TrainedModel, load_model
 
-SAMPLING_RATE = 100.0
 PRE_P_S = 5.0
-COMPONENTS = {"Z": "Z", "N": "N", "1": "N", "E": "E", "2": "E"}
 ID_COLUMNS = ["network", "station", "location", "channel"]
 PICK_COLUMNS = [*ID_COLUMNS, "phase", "time", "probability"]
 FORMATS = ("csv", "json", "quakeml")
@@ -98,17 +107,19 @@ def predict(
     """
     stream = read_waveforms(paths)
     trained = load_model(model_uri)
+    spec = ModelInput.of(trained.module)
+    inputs = station_inputs(stream, spec)
     about_stream = missing_components(stream, f"{trained.model_type} reads Z, N and E")
-    about_stream += resampled(stream)
+    about_stream += resampled(inputs, spec)
     if is_phase_model(trained.module):
         if picker_uri or p_times:
             raise SeismicMLError("--picker-uri and --p-time apply to magnitude models only")
         thresholds, shown = pick_thresholds(trained, threshold)
-        prediction = predict_picks(trained.module, stream, thresholds, curves)
+        prediction = predict_picks(trained.module, stream, inputs, thresholds, curves)
         prediction.notes.append(f"pick thresholds: {shown}")
     else:
         onsets, notes = p_onsets(stream, picker_uri, p_times, threshold)
-        prediction = predict_magnitudes(trained.module, stream, onsets)
+        prediction = predict_magnitudes(trained.module, inputs, onsets)
         prediction.notes[:0] = notes
     prediction.notes[:0] = about_stream
     prediction.model = model_description(trained)
@@ -126,11 +137,6 @@ def model_description(trained: TrainedModel) -> dict[str, str]:
     }
 
 
-def station_key(trace: obspy.Trace) -> str:
-    """NET.STA.LOC of a trace, as seisbench names its picks' traces."""
-    return ".".join(trace.id.split(".")[:3])
-
-
 def station_label(key: str) -> str:
     """NET.STA.LOC as a person writes it: NET.STA when the location is empty."""
     return key[:-1] if key.endswith(".") else key
@@ -141,15 +147,15 @@ def instrument_of(trace: obspy.Trace) -> str:
     return trace.stats.channel[:-1]
 
 
-def resampled(stream: obspy.Stream) -> list[str]:
-    """A note per station with traces not at 100 Hz: the rates they are resampled from."""
+def resampled(inputs: Sequence[StationInput], spec: ModelInput) -> list[str]:
+    """A note per station with traces not at the model's rate: the rates they came at."""
     rates: dict[str, set[float]] = {}
-    for tr in stream:
-        if tr.stats.sampling_rate != SAMPLING_RATE:
-            rates.setdefault(station_key(tr), set()).add(float(tr.stats.sampling_rate))
+    for station in inputs:
+        if station.resampled_from:
+            rates.setdefault(station.key, set()).update(station.resampled_from)
     return [
         f"{station_label(key)} resampled from {' and '.join(f'{r:g}' for r in sorted(found))} "
-        f"Hz to {SAMPLING_RATE:g} Hz"
+        f"Hz to {spec.sampling_rate:g} Hz"
         for key, found in sorted(rates.items())
     ]
 
@@ -195,48 +201,48 @@ def _threshold_of(trained: TrainedModel, phase: str, given: float | None) -> tup
 def predict_picks(
     model: nn.Module,
     stream: obspy.Stream,
+    inputs: Sequence[StationInput],
     thresholds: dict[str, float],
     curves: bool = False,
 ) -> Prediction:
     """One row per pick: its trace (network, station, location, channel), phase, peak time
-    (UTC, ISO) and peak probability."""
+    (UTC, ISO) and peak probability; stream: the traces as read, inputs: as the model reads
+    them."""
     channels = channel_index(stream)
     rows = [
         pick_row(pick, channels.get((pick.trace_id, instrument), []))
-        for pick, instrument in classify_picks(model, stream, thresholds)
+        for pick, instrument in classify_picks(model, inputs, thresholds)
     ]
     table = pd.DataFrame(rows, columns=PICK_COLUMNS)
     table = table.sort_values(["network", "station", "location", "time", "channel"])
-    annotations = model.annotate(stream.copy()) if curves else None
+    annotations = model.annotate(joined(inputs)) if curves else None
     return Prediction("picks", table.reset_index(drop=True), [], stream, annotations)
 
 
 def classify_picks(
-    model: nn.Module, stream: obspy.Stream, thresholds: dict[str, float]
+    model: nn.Module, inputs: Sequence[StationInput], thresholds: dict[str, float]
 ) -> list[tuple[Any, str]]:
     """seisbench picks at each phase's threshold, each with the instrument it was made on."""
     kwargs = {f"{phase}_threshold": thresholds[phase] for phase in model.labels if phase in "PS"}
     found = []
-    for part, instruments in instrument_rounds(stream):
-        for pick in model.classify(part.copy(), **kwargs).picks:
+    for part in instrument_rounds(inputs):
+        instruments = {station.key: station.instrument for station in part}
+        for pick in model.classify(joined(part), **kwargs).picks:
             found.append((pick, instruments.get(pick.trace_id, "")))
     return found
 
 
-def instrument_rounds(stream: obspy.Stream) -> list[tuple[obspy.Stream, dict[str, str]]]:
-    """The stream in parts holding one instrument per station, each with its station ->
-    instrument map: one part (the whole stream) unless a station has several instruments."""
-    per_station: dict[str, list[str]] = {}
-    for tr in stream:
-        names = per_station.setdefault(station_key(tr), [])
-        if instrument_of(tr) not in names:
-            names.append(instrument_of(tr))
-    parts = []
-    for k in range(max(map(len, per_station.values()), default=0)):
-        chosen = {key: names[k] for key, names in per_station.items() if len(names) > k}
-        traces = [tr for tr in stream if chosen.get(station_key(tr)) == instrument_of(tr)]
-        parts.append((obspy.Stream(traces), chosen))
-    return parts
+def instrument_rounds(inputs: Sequence[StationInput]) -> list[list[StationInput]]:
+    """The inputs in rounds holding one instrument per station: one round unless a station
+    has several instruments (seisbench picks a station's traces together)."""
+    rounds: list[list[StationInput]] = []
+    seen: dict[str, int] = {}
+    for station in inputs:
+        k = seen[station.key] = seen.get(station.key, -1) + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(station)
+    return rounds
 
 
 def channel_index(stream: obspy.Stream) -> dict[tuple[str, str], list[str]]:
@@ -289,8 +295,9 @@ def p_onsets(
     if not is_phase_model(picker):
         raise SeismicMLError(f"--picker-uri {picker_uri} is not a phase-picking model")
     thresholds, shown = pick_thresholds(trained, threshold)
+    inputs = station_inputs(stream, ModelInput.of(picker))
     onsets: dict[str, tuple[UTCDateTime, str, float]] = {}
-    for pick, _ in classify_picks(picker, stream, thresholds):
+    for pick, _ in classify_picks(picker, inputs, thresholds):
         station = pick.trace_id
         if pick.phase == "P" and pick.peak_value > onsets.get(station, (0, "", -1.0))[2]:
             onsets[station] = (pick.peak_time, "picker", round(float(pick.peak_value), 4))
@@ -334,18 +341,23 @@ def station_ids(stream: obspy.Stream) -> list[str]:
 
 
 def predict_magnitudes(
-    model: nn.Module, stream: obspy.Stream, onsets: dict[str, tuple[UTCDateTime, str, float]]
+    model: nn.Module,
+    inputs: Sequence[StationInput],
+    onsets: dict[str, tuple[UTCDateTime, str, float]],
 ) -> Prediction:
     """One row per station with a P onset: the model's magnitude (and sigma) from its window,
     and the event magnitude over the stations."""
+    spec = ModelInput.of(model)
     rows, notes = [], []
     for station, (p_time, source, probability) in sorted(onsets.items()):
         try:
-            window, padded, channel = station_window(stream, station, p_time, int(model.in_samples))
+            read = station_input(inputs, station, spec)
+            window, padded = cut(read, p_time - PRE_P_S, spec)
         except SeismicMLError as exc:
             notes.append(f"{station_label(station)}: {exc}, skipped")
             continue
         magnitude, sigma = _magnitude(model, window)
+        channel = channel_label(list(read.channels.values()))
         row = {**station_columns(station), "channel": channel, "p_time": str(p_time)}
         row.update({"p_source": source, "p_probability": probability})
         row["magnitude"] = round(magnitude, 3)
@@ -382,49 +394,18 @@ def event_magnitude_note(event: dict[str, float]) -> str:
     )
 
 
-def station_window(
-    stream: obspy.Stream, station: str, p_time: UTCDateTime, n_samples: int
-) -> tuple[np.ndarray, bool, str]:
-    """(3, n) raw counts, ZNE (1/2 read as N/E), 100 Hz, from PRE_P_S before P; zero-padded?;
-    the channels read (HH? when they share an instrument)."""
-    net, sta, loc = station.split(".")
-    traces = stream.select(network=net, station=sta, location=loc).copy()
-    for tr in traces:
-        tr.data = tr.data.astype(np.float64)
-    traces.merge(method=1, fill_value=0.0)
-    start = p_time - PRE_P_S
-    end = start + (n_samples - 1) / SAMPLING_RATE
-    rows, padded, codes = {}, False, []
-    for tr in traces:
-        component = COMPONENTS.get(tr.stats.channel[-1:].upper())
-        if component is None or component in rows:
-            continue
-        if tr.stats.sampling_rate != SAMPLING_RATE:
-            tr.resample(SAMPLING_RATE)
-        if tr.stats.endtime < start or tr.stats.starttime > end:
-            raise SeismicMLError(f"no data from {start} to {end} ({tr.id})")
-        padded |= tr.stats.starttime > start or tr.stats.endtime < end
-        tr.trim(start, end, pad=True, fill_value=0.0, nearest_sample=True)
-        rows[component] = _fit(tr.data, n_samples)
-        codes.append(tr.stats.channel)
-    missing = [c for c in "ZNE" if rows.get(c) is None]
-    if missing:
-        raise SeismicMLError(f"no {'/'.join(missing)} component around {p_time}")
-    window = np.stack([rows[c] for c in "ZNE"]).astype(np.float32)
-    return window, bool(padded), channel_label(codes)
+def station_input(inputs: Sequence[StationInput], station: str, spec: ModelInput) -> StationInput:
+    """The station's first instrument with every component the model reads (else its first)."""
+    mine = [read for read in inputs if read.key == station]
+    if not mine:
+        raise SeismicMLError(f"no {', '.join(spec.component_order)} traces")
+    return next((read for read in mine if not read.missing(spec)), mine[0])
 
 
 def channel_label(codes: Sequence[str]) -> str:
     """Channels read together: the instrument code with '?' (HH?), else the codes joined."""
     instruments = {code[:-1] for code in codes}
     return f"{instruments.pop()}?" if len(instruments) == 1 else ",".join(sorted(codes))
-
-
-def _fit(data: np.ndarray, n_samples: int) -> np.ndarray:
-    """Exactly n_samples: cut, or zero-pad at the end (trim may be one sample off)."""
-    out = np.zeros(n_samples)
-    out[: min(len(data), n_samples)] = data[:n_samples]
-    return out
 
 
 @torch.no_grad()
