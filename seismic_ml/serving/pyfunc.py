@@ -14,21 +14,32 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.serving.limits import check_size, max_windows
 from seismic_ml.serving.refusal import RequestRefused
-from seismic_ml.serving.windows import DEFAULT_THRESHOLD, predict_windows, windows_from_frame
+from seismic_ml.serving.windows import pick_thresholds, predict_windows, windows_from_frame
 
 
 class SeismicModel(PythonModel):
-    """Raw ZNE windows at 100 Hz in; picks (phase models) or magnitudes out."""
+    """Raw ZNE windows at 100 Hz in; picks (phase models) or magnitudes out.
+
+    A picker picks at the request's `threshold` for every phase; without one, at the thresholds
+    tuned in training (model_args.json `thresholds`, also in the MLmodel metadata), else 0.3.
+    """
 
     def load_context(self, context: PythonModelContext) -> None:
         """Build the network from model_args.json + safetensors; read the request limit."""
-        from seismic_ml.tracking.artifacts import read_model_args, rebuild
+        from seismic_ml.tracking.artifacts import (
+            ARGS_FILE,
+            check_thresholds,
+            read_model_args,
+            rebuild,
+        )
 
         self.max_windows = max_windows()
         args = read_model_args(Path(context.artifacts["model_args"]))
         self.task = args["task"]
         self.module = rebuild(args, Path(context.artifacts["weights"]))
         self.in_samples = int(self.module.in_samples)
+        tuned = args.get("thresholds") if self.task == "phase" else None
+        self.thresholds = check_thresholds(tuned, ARGS_FILE)
 
     def predict(
         self,
@@ -38,7 +49,7 @@ class SeismicModel(PythonModel):
     ) -> pd.DataFrame:
         """Refuse an oversized or malformed table (reason first), else picks or magnitudes."""
         check_size(len(model_input), self.in_samples, self.max_windows)
-        threshold = float((params or {}).get("threshold", DEFAULT_THRESHOLD))
+        threshold = pick_thresholds((params or {}).get("threshold"), self.thresholds)
         try:
             x, ids = windows_from_frame(model_input, self.in_samples)
         except SeismicMLError as exc:
