@@ -30,35 +30,15 @@ from seismic_ml.tracking import model_io
 from seismic_ml.tracking.loader import resolve
 from seismic_ml.training.train import TrackingOptions, train
 from tests.conftest import tiny_run_config
+from tests.outside import BLOCK_SEISMIC_ML
 
 pytestmark = pytest.mark.integration
 
 # Run in a fresh interpreter (python -I: no cwd or PYTHONPATH on sys.path). argv[1] holds the
 # model URIs and the input; the answers, the imported modules and their files go to argv[2].
-OUTSIDE = r'''
-import importlib.abc, importlib.machinery, json, os, sys
-
-class OnlyTheModelsCode(importlib.abc.MetaPathFinder):
-    """seismic_ml may come only from a model's code/ folder (beside its MLmodel)."""
-
-    def find_spec(self, name, path, target=None):
-        if name != "seismic_ml" and not name.startswith("seismic_ml."):
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        origin = os.path.realpath(spec.origin) if spec and spec.origin else ""
-        root = origin.rpartition(os.sep + "code" + os.sep + "seismic_ml")[0]
-        if not root or not os.path.isfile(os.path.join(root, "MLmodel")):
-            raise ImportError(f"blocked: {name} from {origin or 'the installed package'}")
-        return spec
-
-sys.meta_path.insert(0, OnlyTheModelsCode())
-before = set(sys.modules)
-try:
-    import seismic_ml
-    blocked = ""
-except ImportError as exc:
-    blocked = str(exc)
-
+OUTSIDE = (
+    BLOCK_SEISMIC_ML
+    + r"""
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -78,7 +58,8 @@ files = {
 out = {"blocked": blocked, "answers": answers, "files": files,
        "seismic_ml": sys.modules["seismic_ml"].__file__}
 json.dump(out, open(sys.argv[2], "w"))
-'''
+"""
+)
 
 
 @pytest.fixture(scope="module")
