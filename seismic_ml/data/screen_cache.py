@@ -179,7 +179,7 @@ def save_flags(
     path = report_path(key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, json.dumps(flags_document(key, identity, metadata, flags)))
+        write_atomically(path, json.dumps(flags_document(key, identity, metadata, flags)))
     except OSError as exc:
         log.warning("could not keep the screening report in %s (%s)", path, exc)
         return None
@@ -204,13 +204,14 @@ def flags_document(
     }
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, content: str | bytes) -> None:
     """Write beside the target, then rename over it: a reader sees the old or the new file."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    data = content.encode("utf-8") if isinstance(content, str) else content
     try:
         os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide it from others sharing the cache
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -72,6 +72,10 @@ def sta_lta_picks(
     return np.array(picks, dtype=float), np.array(scores, dtype=float)
 
 
+# What the ML baseline's values depend on besides the windows (the baseline cache's key).
+ML_METHOD = "wood-anderson peak of the horizontals, Hutton & Boore 1987, flat synthetic gain"
+
+
 def s_minus_p_distance_km(
     s_minus_p_s: np.ndarray | float, vp: float = VP_KM_S, vs: float = VS_KM_S
 ) -> np.ndarray:

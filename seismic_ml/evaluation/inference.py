@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,21 @@ class Scored:
 
 
 def batches(windows: Dataset, batch_size: int) -> Iterator[tuple[list[int], dict[str, Any]]]:
-    """The rows and batches of a batched window set, in its fixed order."""
-    for begin in range(0, len(windows), batch_size):
-        rows = list(range(begin, min(begin + batch_size, len(windows))))
-        yield rows, windows[rows]
+    """The rows and batches of a batched window set, in its fixed order; the next batch is cut
+    in a thread while the caller runs the model on this one (reads and copies release the GIL)."""
+    groups = [
+        list(range(begin, min(begin + batch_size, len(windows))))
+        for begin in range(0, len(windows), batch_size)
+    ]
+    if not groups:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="windows") as pool:
+        pending = pool.submit(windows.__getitem__, groups[0])
+        for rows, following in zip(groups, [*groups[1:], None], strict=True):
+            batch = pending.result()
+            if following is not None:
+                pending = pool.submit(windows.__getitem__, following)
+            yield rows, batch
 
 
 def open_split(data: sbd.WaveformDataset, cfg: RunConfig) -> WaveformSource:

@@ -13,7 +13,7 @@ from seismic_ml.config import RunConfig
 from seismic_ml.data import pipelines
 from seismic_ml.data.batches import MagnitudeBatches
 from seismic_ml.data.registry import SAMPLING_RATE
-from seismic_ml.evaluation import baselines, metrics, plots
+from seismic_ml.evaluation import baseline_cache, baselines, metrics, plots
 from seismic_ml.evaluation.inference import (
     WINDOW_SEED,
     Scored,
@@ -37,7 +37,7 @@ def score_magnitude(
     model = ready(model)
     subset = pipelines.magnitude_subset(data, cfg.data.magnitude_type)
     windows = magnitude_windows(model, subset, cfg)
-    table = _magnitude_table(model, windows, subset.metadata, batch_size)
+    table = _magnitude_table(model, windows, subset, batch_size)
     sigma = table["pred_sigma"] if "pred_sigma" in table else None
     true = table["true_magnitude"]
     result = {
@@ -66,27 +66,38 @@ def magnitude_windows(
 
 
 def _magnitude_table(
-    model: nn.Module, windows: MagnitudeBatches, metadata: pd.DataFrame, batch_size: int
+    model: nn.Module, windows: MagnitudeBatches, subset: sbd.WaveformDataset, batch_size: int
 ) -> pd.DataFrame:
-    """One row per trace in the windows' order: truth, prediction, baseline, distance."""
+    """One row per trace in the windows' order: truth, prediction, baseline (from the baseline
+    cache when these windows were scored before, else computed and kept), distance."""
+    metadata = subset.metadata
     distance = baselines.hypocentral_distance_km(metadata)
+    identity = baseline_cache.baseline_identity(
+        subset, task="magnitude", windowlen=windows.windowlen, window_seed=WINDOW_SEED,
+        method=baselines.ML_METHOD,
+    )  # fmt: skip
+    kept = baseline_cache.load(identity, ("baseline_ml",), len(windows))
     pred, sigma, baseline_ml, start = [], [], [], 0
     for _, batch in batches(windows, batch_size):
         magnitude, log_sigma = split_output(forward(model, batch["X"]))
         pred.append(magnitude.numpy())
         sigma.append(None if log_sigma is None else log_sigma.numpy())
         stop = start + len(batch["X"])
-        baseline_ml.append(
-            baselines.ml_baseline(batch["X"].numpy(), distance[start:stop], SAMPLING_RATE)
-        )
+        if kept is None:
+            baseline_ml.append(
+                baselines.ml_baseline(batch["X"].numpy(), distance[start:stop], SAMPLING_RATE)
+            )
         start = stop
+    if kept is None:
+        kept = {"baseline_ml": np.concatenate(baseline_ml)}
+        baseline_cache.save(identity, kept)
     table = _trace_columns(metadata)
     table["pred_magnitude"] = np.concatenate(pred)
     table["residual"] = table["pred_magnitude"] - table["true_magnitude"]
     if sigma[0] is not None:
         table["pred_sigma"] = np.concatenate(sigma)
     table["distance_km"] = distance
-    table["baseline_ml"] = np.concatenate(baseline_ml)
+    table["baseline_ml"] = kept["baseline_ml"]
     table["baseline_residual"] = table["baseline_ml"] - table["true_magnitude"]
     return table
 

@@ -13,7 +13,7 @@ from torch import nn
 from seismic_ml.config import RunConfig
 from seismic_ml.data.batches import PhaseBatches
 from seismic_ml.data.registry import SAMPLING_RATE
-from seismic_ml.evaluation import baselines, metrics, plots
+from seismic_ml.evaluation import baseline_cache, baselines, metrics, plots
 from seismic_ml.evaluation.inference import (
     WINDOW_SEED,
     Scored,
@@ -25,6 +25,7 @@ from seismic_ml.evaluation.inference import (
 )
 
 N_EXAMPLES = 4
+BASELINE_COLUMNS = ("baseline_p_sample", "baseline_score")
 
 
 def phase_windows(model: nn.Module, data: sbd.WaveformDataset, cfg: RunConfig) -> PhaseBatches:
@@ -91,13 +92,24 @@ def pick_table(
     batch_size: int,
     baseline: bool = True,
 ) -> tuple[PhaseBatches, pd.DataFrame]:
-    """The fixed windows of a split and their per-window table (onsets, picks, STA/LTA)."""
+    """The fixed windows of a split and their per-window table (onsets, picks, STA/LTA: from
+    the baseline cache when these windows were scored before, else computed and kept)."""
     windows = phase_windows(model, data, cfg)
+    identity = baseline_cache.baseline_identity(
+        data, task="phase", windowlen=windows.windowlen, norm=windows.norm,
+        window_seed=WINDOW_SEED, sta_lta=baselines.StaLtaSettings(),
+    )  # fmt: skip
+    kept = baseline_cache.load(identity, BASELINE_COLUMNS, len(windows)) if baseline else None
+    compute = baseline and kept is None
     frames = [
-        _phase_batch(model, batch, first_onsets(windows, rows), baseline)
+        _phase_batch(model, batch, first_onsets(windows, rows), compute)
         for rows, batch in batches(windows, batch_size)
     ]
     table = pd.concat(frames, ignore_index=True)
+    if compute:
+        baseline_cache.save(identity, {c: table[c].to_numpy() for c in BASELINE_COLUMNS})
+    for column, values in (kept or {}).items():
+        table[column] = values
     table.insert(0, "window_start_sample", windows.fixed_starts)
     return windows, pd.concat([identity_columns(data.metadata), table], axis=1)
 
