@@ -48,6 +48,17 @@ def known_datasets() -> list[str]:
     return [*synthetic, *SEISBENCH_DATASETS]
 
 
+def canonical_name(name: str) -> str:
+    """The one spelling runs record a dataset under: synthetic -> synthetic:2000,
+    synthetic_mixed:500:0 -> synthetic-mixed:500, ethz -> ETHZ; a directory stays as given."""
+    match = _SYNTHETIC.match(name)
+    if match:
+        kind = "synthetic-mixed" if match["mixed"] else "synthetic"
+        n, seed = int(match["n"] or DEFAULT_SYNTHETIC_TRACES), int(match["seed"] or 0)
+        return f"{kind}:{n}" + (f":{seed}" if seed else "")
+    return name.upper() if name.upper() in SEISBENCH_DATASETS else name
+
+
 def load_dataset(name: str) -> sbd.WaveformDataset:
     """The dataset behind a --dataset value, at 100 Hz in ZNE order."""
     match = _SYNTHETIC.match(name)
