@@ -27,7 +27,7 @@ from torch import nn
 
 from seismic_ml.config import RunConfig
 from seismic_ml.errors import SeismicMLError, first_line
-from seismic_ml.serving.windows import DEFAULT_THRESHOLD, predict_windows
+from seismic_ml.serving.windows import pick_thresholds, predict_windows
 from seismic_ml.tracking import artifacts, model_io
 from seismic_ml.tracking.store import CHOOSE_STORE
 
@@ -68,10 +68,12 @@ class TrainedModel:
         """The registry name of the architecture."""
         return self.config.model_type
 
-    def predict_windows(self, x: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
-        """Picks or magnitudes of (n, 3, in_samples) raw ZNE windows, as served."""
+    def predict_windows(self, x: np.ndarray, threshold: float | None = None) -> pd.DataFrame:
+        """Picks or magnitudes of (n, 3, in_samples) raw ZNE windows, as served: picks at the
+        given threshold, else at the thresholds tuned in training, else at the default."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        return predict_windows(self.module, self.task, x, np.arange(len(x)), threshold)
+        chosen = pick_thresholds(threshold, self.thresholds)
+        return predict_windows(self.module, self.task, x, np.arange(len(x)), chosen)
 
 
 def load_model(ref: str) -> TrainedModel:

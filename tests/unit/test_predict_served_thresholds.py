@@ -53,3 +53,19 @@ def test_a_loaded_picker_uses_its_tuned_thresholds_when_the_request_gives_none(p
 def test_the_threshold_parameter_declares_no_fixed_default(picker):
     (param,) = mlflow.models.get_model_info(picker["uri"]).signature.params.params
     assert (param.name, param.default) == ("threshold", None)
+
+
+def test_load_model_predicts_as_served(picker):
+    """seismic_ml.load_model(...).predict_windows picks as the served pyfunc does."""
+    from seismic_ml import load_model
+
+    x = _windows()
+    trained = load_model(picker["uri"])
+    assert trained.thresholds == TUNED
+    served = mlflow.pyfunc.load_model(picker["uri"])
+    pd.testing.assert_frame_equal(
+        trained.predict_windows(x).reset_index(drop=True),
+        served.predict(frame_from_windows(x)).reset_index(drop=True),
+    )
+    fixed = pick_windows(picker["module"], x, np.arange(len(x)), 0.3)
+    pd.testing.assert_frame_equal(trained.predict_windows(x, threshold=0.3), fixed)
