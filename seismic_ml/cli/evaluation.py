@@ -132,6 +132,8 @@ def _report(result: Any) -> None:
     pickers, beside its value at the tuned thresholds)."""
     click.echo(f"evaluation run: {result.run_id}")
     click.echo(f"model: {result.model_uri} ({result.model_type}, run {result.evaluated_run_id})")
+    if result.subset:
+        click.echo(f"subset: {result.subset} of the split scored (tag eval.subset)")
     if result.threshold is not None:
         click.echo(_thresholds_line(result))
     rows = _report_rows(result)

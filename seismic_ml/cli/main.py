@@ -21,6 +21,7 @@ from seismic_ml.cli.options import (
     flag_option,
     in_section,
     model_field_options,
+    registered_line,
     run_config_from_options,
     section_options,
 )
@@ -138,6 +139,8 @@ def make_train_command(task: str) -> click.Command:
         result = train(cfg, options)
         if distributed.is_main():  # under torchrun the other ranks stay quiet
             _report(result)
+            if register_as and result.model_uri:
+                click.echo(registered_line(register_as, result.run_id, alias))
 
     command.__doc__ = f"Train a {task} model; every run is an MLflow run."
     name = "train-phase" if task == "phase" else "train-mag"

@@ -239,19 +239,38 @@ def section_options(cls: type, show_default: bool = True) -> list[click.Option]:
 
 
 def run_config_from_options(model_type: str, given: dict[str, Any]) -> RunConfig:
-    """The RunConfig from config options a user gave (None: not given, the default holds)."""
+    """The RunConfig from config options a user gave (None: not given, the default holds);
+    the dataset under its canonical name."""
     sections = {"data": DataConfig, "train": TrainConfig}
     values: dict[str, dict[str, Any]] = {name: {} for name in sections}
     model: dict[str, Any] = {}
     for key, value in given.items():
         owner = next((n for n, cls in sections.items() if key in cls.__dataclass_fields__), None)
         (values[owner] if owner else model)[key] = value
+    data = build_section(DataConfig, values["data"], "data")
     return RunConfig(
         model_type=model_type,
         model=build_section(get_spec(model_type).config_cls, model, model_type),
-        data=build_section(DataConfig, values["data"], "data"),
+        data=dataclasses.replace(data, dataset=canonical_dataset(data.dataset)),
         train=build_section(TrainConfig, values["train"], "train"),
     )
+
+
+def registered_line(name: str, run_id: str, alias: str = "") -> str:
+    """`registered: models:/NAME@ALIAS (version N)`, or `registered: models:/NAME/N`."""
+    from seismic_ml.tracking.model_io import registered_version
+
+    version = registered_version(name, run_id, alias)
+    if alias:
+        return f"registered: models:/{name}@{alias} (version {version})"
+    return f"registered: models:/{name}/{version}"
+
+
+def canonical_dataset(name: str) -> str:
+    """The one name a run records its dataset under (synthetic is synthetic:2000)."""
+    from seismic_ml.data.registry import canonical_name  # seisbench: not for --help
+
+    return canonical_name(name)
 
 
 def add_options(options: Iterable[click.Parameter]) -> Callable:

@@ -16,6 +16,7 @@ from seismic_ml.cli.options import (
     flag_option,
     in_section,
     model_field_options,
+    registered_line,
     run_config_from_options,
 )
 from seismic_ml.config import DataConfig, TrainConfig
@@ -203,6 +204,8 @@ def tune(
             raise
         raise click.ClickException(str(exc)) from None
     _report(result)
+    if register_as and result.retrain is not None and result.retrain.model_uri:
+        click.echo(registered_line(register_as, result.retrain.run_id))
 
 
 def quiet_libraries() -> None:

@@ -3,7 +3,9 @@
 Everything comes from the evaluated run: the model (its params and safetensors weights), its
 type and options, the dataset (unless another is named). The evaluation is itself an MLflow run
 in the training run's experiment, so evaluations of several models compare in the UI; when a
-registry version was evaluated, its headline metrics also go onto that version as tags.
+registry version was evaluated on a whole split, its headline metrics also go onto that version
+as tags. An evaluation of part of a split (--max-traces) says so: tag and param `eval.subset`
+("100 of 400 traces"), and on a version only `eval_subset/*` tags, never the headline ones.
 
 Pickers are scored at the fixed threshold and at per-phase thresholds tuned on a dev split, as
 seisbench's pick benchmark does: the model's own (tuned in training), else tuned here on the
@@ -28,7 +30,7 @@ from mlflow.tracking import MlflowClient
 from seismic_ml import progress
 from seismic_ml.config import RunConfig
 from seismic_ml.data.quality import screen
-from seismic_ml.data.registry import get_split, load_dataset
+from seismic_ml.data.registry import canonical_name, get_split, load_dataset
 from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.evaluation import metrics
 from seismic_ml.evaluation.checks import check_overrides, check_task
@@ -38,11 +40,13 @@ from seismic_ml.evaluation.scoring_phase import dev_thresholds, score_phase
 from seismic_ml.tracking import model_io
 from seismic_ml.tracking.datasets import log_split
 from seismic_ml.tracking.loader import TrainedModel, load_source, resolve_pair
-from seismic_ml.tracking.run import standard_tags, tracked_run
+from seismic_ml.tracking.run import standard_tags, tracked_run, under_mlflow_project
 
 DEFAULT_BATCH_SIZE = 64
 EVALUATED_RUN_TAG = "seismic_ml.evaluated_run_id"
 EVALUATED_MODEL_TAG = "seismic_ml.evaluated_model_uri"
+SUBSET_KEY = "eval.subset"  # tag and param of an evaluation that scored part of its split
+SUBSET_VERSION_PREFIX = "eval_subset/"  # a version's tags from such an evaluation
 HEADLINE = {
     "magnitude": ("mae", "rmse", "bias", "r2"),
     "phase": ("p_residual_mae_s", "s_residual_mae_s", "p_f1_0.5s", "s_f1_0.5s"),
@@ -63,6 +67,7 @@ class EvalResult:
     artifacts: list[str]
     threshold: float | None = None  # pickers: the fixed threshold
     tuned_from: str = ""  # pickers: where the tuned thresholds came from
+    subset: str = ""  # "100 of 400 traces" when part of the split was scored
 
 
 @dataclass
@@ -77,6 +82,15 @@ class EvalSettings:
     plot: bool
     tuned: dict[str, float] = field(default_factory=dict)  # per-phase tuned thresholds
     tuned_from: str = ""
+    n_traces: int = 0  # traces of the split chosen for scoring (before screening)
+    n_split: int = 0  # traces in the whole split
+
+    @property
+    def subset(self) -> str:
+        """`100 of 400 traces` when only part of the split is scored, else ""."""
+        if self.n_traces >= self.n_split:
+            return ""
+        return f"{self.n_traces} of {self.n_split} traces"
 
 
 def evaluate(
@@ -98,15 +112,15 @@ def evaluate(
     check_task(cfg, task, source.run_id)
     check_overrides(cfg, overrides or {}, source.run_id)
     trained = load_source(source, model_uri)
-    dataset = dataset or cfg.data.dataset
+    dataset = canonical_name(dataset or cfg.data.dataset)
     settings = EvalSettings(dataset, split, max_traces, batch_size, threshold, plot)
     # unreadable or unusable data fails here, before the evaluation run exists
-    data, screening = screen(get_split(load_dataset(dataset), split, max_traces), split)
+    data, screening = screen(_chosen_split(settings), split)
     if task == "phase":
         settings.tuned, settings.tuned_from = tuned_thresholds(trained, settings)
     with tracked_run(
         f"eval-{model_io.get_run(source.run_id).info.run_name}",
-        experiment or experiment_of(source.run_id),
+        _experiment(experiment, source.run_id),
         tags=_tags(trained, settings),
     ) as run:
         excluded = {k.replace("data.", "eval."): v for k, v in screening.to_params().items()}
@@ -114,13 +128,36 @@ def evaluate(
         log_split(data.metadata, dataset, str(data.path), split, "evaluation")
         scored, artifacts = _score_and_log(trained, settings, data)
     if source.name and source.version is not None:
-        tags = headline_tags(task, scored.metrics, settings, run.info.run_id)
+        tags = version_tags(task, scored.metrics, settings, run.info.run_id)
         model_io.tag_version(source.name, source.version, tags)
     info = (run.info.run_id, source.run_id, model_uri, task, cfg.model_type)
     fixed = threshold if task == "phase" else None
     return EvalResult(
-        *info, scored.metrics, scored.predictions, artifacts, fixed, settings.tuned_from
+        *info,
+        scored.metrics,
+        scored.predictions,
+        artifacts,
+        fixed,
+        settings.tuned_from,
+        settings.subset,
     )
+
+
+def _chosen_split(settings: EvalSettings) -> sbd.WaveformDataset:
+    """The split's traces to score (at most max_traces), counting the whole split's."""
+    dataset = load_dataset(settings.dataset)
+    chosen = get_split(dataset, settings.split, settings.max_traces)
+    whole = get_split(dataset, settings.split) if settings.max_traces else chosen
+    settings.n_traces, settings.n_split = len(chosen), len(whole)
+    return chosen
+
+
+def _experiment(given: str | None, run_id: str) -> str | None:
+    """The experiment asked for, else the training run's; under `mlflow run` (which chose the
+    experiment) only the one asked for, so that a differing one alone is warned about."""
+    if given or under_mlflow_project():
+        return given
+    return experiment_of(run_id)
 
 
 def tuned_thresholds(trained: TrainedModel, settings: EvalSettings) -> tuple[dict[str, float], str]:
@@ -161,9 +198,10 @@ def _score_and_log(
     trained: TrainedModel, settings: EvalSettings, data: sbd.WaveformDataset
 ) -> tuple[Scored, list[str]]:
     """Score on the split and log metrics, tables and figures into the active run."""
+    part = f" (a subset: {settings.subset} of the split)" if settings.subset else ""
     progress.note(
         f"evaluating {trained.model_type} (run {trained.run_id}) on {len(data)} traces of "
-        f"{settings.dataset} [{settings.split}]"
+        f"{settings.dataset} [{settings.split}]{part}"
     )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,13 +221,14 @@ def _score_and_log(
 
 def _tags(trained: TrainedModel, settings: EvalSettings) -> dict[str, str]:
     """Tags of the evaluation run: task, model, dataset and what was evaluated."""
-    return {
+    tags = {
         **standard_tags(trained.task, trained.model_type, settings.dataset),
         EVALUATED_RUN_TAG: trained.run_id,
         EVALUATED_MODEL_TAG: trained.uri,
         "split": settings.split,
         "seismic_ml.run_kind": "evaluation",
     }
+    return {**tags, SUBSET_KEY: settings.subset} if settings.subset else tags
 
 
 def _params(trained: TrainedModel, settings: EvalSettings) -> dict[str, str]:
@@ -204,6 +243,8 @@ def _params(trained: TrainedModel, settings: EvalSettings) -> dict[str, str]:
         "eval.window_seed": str(WINDOW_SEED),
         "eval.batch_size": str(settings.batch_size),
     }
+    if settings.subset:
+        params[SUBSET_KEY] = settings.subset
     if trained.task == "phase":
         params["eval.threshold"] = str(settings.threshold)
         params["eval.tuned_thresholds_from"] = settings.tuned_from
@@ -219,6 +260,19 @@ def experiment_of(run_id: str) -> str:
     """Name of the experiment holding a run (where its evaluations go)."""
     experiment_id = model_io.get_run(run_id).info.experiment_id
     return MlflowClient().get_experiment(experiment_id).name
+
+
+def version_tags(
+    task: str, scores: dict[str, float], settings: EvalSettings, eval_run_id: str
+) -> dict[str, str]:
+    """A whole split's headline tags; for a subset only `eval_subset/*`, saying what it scored."""
+    if not settings.subset:
+        return headline_tags(task, scores, settings, eval_run_id)
+    scored = f"{settings.subset} of {settings.dataset} [{settings.split}]"
+    return {
+        f"{SUBSET_VERSION_PREFIX}run_id": eval_run_id,
+        f"{SUBSET_VERSION_PREFIX}scored": scored,
+    }
 
 
 def headline_tags(

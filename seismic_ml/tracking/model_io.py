@@ -130,6 +130,18 @@ def register(
     return int(result.version)
 
 
+def registered_version(name: str, run_id: str, alias: str = "") -> int:
+    """The version of name that run_id registered (the alias's, when one was set)."""
+    client = MlflowClient()
+    if alias:
+        return int(client.get_model_version_by_alias(name, alias).version)
+    quoted = name.replace("'", "\\'")
+    found = client.search_model_versions(f"name = '{quoted}' and run_id = '{run_id}'")
+    if not found:
+        raise SeismicMLError(f"run {run_id} has no version registered as {name!r}")
+    return max(int(v.version) for v in found)
+
+
 def version_metadata(cfg: RunConfig, best_val_loss: float) -> tuple[str, dict[str, str]]:
     """The description and tags a registered version carries, so versions compare at a glance."""
     tags = {"task": cfg.task, "model_type": cfg.model_type, "dataset": cfg.data.dataset}

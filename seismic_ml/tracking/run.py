@@ -35,8 +35,7 @@ def under_mlflow_project() -> bool:
 def use_experiment(name: str | None) -> None:
     """Select the experiment unless `mlflow run` or the environment already chose one."""
     if under_mlflow_project() or mlflow.active_run() is not None:
-        if name:
-            log.warning("--experiment %s ignored: `mlflow run` chose the experiment", name)
+        _warn_if_elsewhere(name)
         return
     if name is None and _USER_EXPERIMENT_ID:
         chosen = _USER_EXPERIMENT_ID
@@ -46,6 +45,19 @@ def use_experiment(name: str | None) -> None:
         )
     mlflow.set_experiment(experiment_id=chosen)
     _restore_experiment_env()
+
+
+def _warn_if_elsewhere(name: str | None) -> None:
+    """Say that --experiment is ignored, only when it names another experiment than the one
+    the run `mlflow run` started (or the active run) is in."""
+    if not name:
+        return
+    active = mlflow.active_run()
+    run = active or mlflow.get_run(os.environ["MLFLOW_RUN_ID"])
+    wanted = mlflow.get_experiment_by_name(name)
+    if wanted is None or wanted.experiment_id != run.info.experiment_id:
+        chosen = mlflow.get_experiment(run.info.experiment_id).name
+        log.warning("--experiment %s ignored: the run is in experiment %s", name, chosen)
 
 
 @contextmanager
