@@ -70,6 +70,7 @@ def _scoring_options(task: str) -> list[click.Parameter]:
             type=click.IntRange(min=1),
             default=64,
             show_default=True,
+            help="windows per forward pass",
         )
     ]
     if task == "phase":
