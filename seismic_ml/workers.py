@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 from typing import Any
 
+import psutil
+
 WORKER_ATTR = "worker"  # trial user attr: {"host", "pid", "start", "pidns"}
-_DEAD_STATES = ("Z", "X")  # zombie (killed, not yet reaped) and dead
+START_TOLERANCE_S = 0.05  # psutil's start times are clock ticks (10 ms) since boot
 
 
 def this_worker() -> dict[str, Any]:
@@ -43,42 +44,37 @@ def describe(worker: object) -> str:
     return f"{worker.get('host')}:{worker.get('pid')}"
 
 
-def process_start(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux /proc), else None."""
-    stat = _proc_stat(pid)
-    return int(stat[19]) if stat else None
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields 3.. of /proc/<pid>/stat (after the command name), or None without one."""
+def process_start(pid: int) -> float | None:
+    """The process's start time (seconds since the epoch, as psutil reads it), else None."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
         return None
-    return text[text.rindex(")") + 2 :].split()
 
 
-def worker_alive(host: str, pid: int, start: int | None) -> bool:
-    """False only when the worker ran on this host and its process is gone."""
+def worker_alive(host: str, pid: int, start: float | None) -> bool:
+    """False only when the worker ran on this host and its process is gone (psutil: exited, a
+    zombie, or its pid now another process's)."""
     if host != socket.gethostname():
         return True  # cannot tell from here: Optuna's heartbeat decides
-    if Path("/proc/self/stat").exists():
-        stat = _proc_stat(pid)
-        if stat is None or stat[0] in _DEAD_STATES:
-            return False
-        return start is None or int(stat[19]) == start
-    return _pid_exists(pid)
-
-
-def _pid_exists(pid: int) -> bool:
-    """Whether a process with this pid exists (where there is no /proc)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return False
+        created = process.create_time()
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:  # another user's process
+    except psutil.AccessDenied:  # another user's process: it exists
         return True
-    return True
+    return start is None or abs(created - _seconds(start)) < START_TOLERANCE_S
+
+
+def _seconds(start: float) -> float:
+    """A recorded start time in seconds since the epoch; an integer is the clock ticks since
+    boot that records written before psutil hold (Linux /proc/<pid>/stat field 22)."""
+    if isinstance(start, int):
+        return psutil.boot_time() + start / os.sysconf("SC_CLK_TCK")
+    return float(start)
 
 
 def is_gone(worker: object) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mlflow
 from mlflow.tracking.fluent import _active_run_stack  # ending a run locally has no public API
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
 import seismic_ml
 from seismic_ml import interrupts
@@ -145,23 +146,28 @@ def run_name(*parts: str) -> str:
 
 
 def standard_tags(task: str, model_type: str, dataset: str) -> dict[str, str]:
-    """The tags every training run carries."""
-    return {
+    """The tags every training run carries (MLflow's source commit: the package's own)."""
+    tags = {
         "task": task,
         "model_type": model_type,
         "dataset": dataset,
-        "git_commit": git_commit(),
         "seismic_ml.version": seismic_ml.__version__,
     }
+    commit = git_commit()
+    if commit:
+        tags[MLFLOW_GIT_COMMIT] = commit
+    return tags
 
 
-def git_commit() -> str:
-    """The commit of the code that ran, or 'unknown' outside a git checkout."""
+def git_commit() -> str | None:
+    """The commit of the package's checkout, or None outside one. MLflow's own source tags
+    read the repository of the script that started Python, which for the `seismic-ml` console
+    script or a notebook is not the one holding the code that trained."""
     root = Path(seismic_ml.__file__).resolve().parent.parent
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
         )
     except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
+        return None
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import tempfile
@@ -10,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import mlflow
+from filelock import FileLock
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -34,13 +34,9 @@ def ensure_store() -> None:
     # reaches the caller, which says it in one line (a full disk, say): keep the logs to that
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     lock = Path(tempfile.gettempdir()) / f"seismic_ml-store-{_digest(uri)}.lock"
-    with open(lock, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            MlflowClient().search_experiments(max_results=1)  # opens (and migrates) the store
-            MlflowClient().search_registered_models(max_results=1)
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(lock):
+        MlflowClient().search_experiments(max_results=1)  # opens (and migrates) the store
+        MlflowClient().search_registered_models(max_results=1)
     _opened.add(uri)
 
 

@@ -83,7 +83,7 @@ def test_run_holds_config_curves_artifacts_and_tags(
     tags = run.data.tags
     assert tags["task"] == "magnitude" and tags["model_type"] == "amag_v2"
     assert tags["dataset"] == "synthetic:200" and tags["seismic_ml.version"]
-    assert tags["git_commit"] and HEARTBEAT_TAG in tags
+    assert re.fullmatch(r"[0-9a-f]{40}", tags["mlflow.source.git.commit"]) and HEARTBEAT_TAG in tags
     assert re.fullmatch(r"amag_v2-synthetic200-\d{8}-\d{6}-[0-9a-f]{4}", run.info.run_name)
     inputs = {
         (d.dataset.name, {t.key: t.value for t in d.tags}["mlflow.data.context"])

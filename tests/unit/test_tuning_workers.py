@@ -6,13 +6,14 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from seismic_ml.workers import is_gone, this_worker, worker_alive
 
 
 def test_this_process_is_alive() -> None:
     me = this_worker()
-    assert me["start"] is not None  # Linux: read from /proc
+    assert me["start"] is not None  # psutil's process creation time
     assert worker_alive(me["host"], me["pid"], me["start"])
     assert not is_gone(me)
 
@@ -38,6 +39,16 @@ def test_an_unreaped_child_is_dead() -> None:
 def test_a_wrong_start_time_is_dead() -> None:
     me = this_worker()
     assert not worker_alive(me["host"], me["pid"], me["start"] + 1)  # a reused pid
+
+
+def test_a_record_in_clock_ticks_from_before_psutil_still_names_this_process() -> None:
+    """Claims and trials recorded by earlier versions hold /proc's start ticks (an integer)."""
+    stat = Path("/proc/self/stat").read_text()
+    ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
+    me = this_worker()
+    assert isinstance(me["start"], float)
+    assert worker_alive(me["host"], me["pid"], ticks)
+    assert not worker_alive(me["host"], me["pid"], ticks + 100)  # a second later: another
 
 
 def test_other_hosts_and_missing_records_are_left_to_the_heartbeat() -> None:
