@@ -32,11 +32,6 @@ def received() -> int | None:
     return _state["signum"]
 
 
-def reset() -> None:
-    """Forget a recorded signal (for a process that handled one and goes on, such as tests)."""
-    _state["signum"] = None
-
-
 def check() -> None:
     """Raise Interrupted if a stop signal arrived; called at safe points such as step ends."""
     signum = _state["signum"]

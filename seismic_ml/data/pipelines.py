@@ -1,4 +1,7 @@
-"""Task pipelines on seisbench generators: phase windows with Gaussian labels, magnitude windows."""
+"""What the tasks select from a dataset (magnitude rows, pick columns, evaluation window
+starts), and seisbench's own generator recipes for phase and magnitude windows: training runs
+on the batched windows of data/batches.py; these recipes are the reference that tests and
+benchmarks hold them to, and what `data inspect` draws."""
 
 from __future__ import annotations
 

@@ -40,14 +40,6 @@ class StaLtaSettings:
     freqmax: float = 20.0
 
 
-def sta_lta_pick(
-    z: np.ndarray, sampling_rate: float, settings: StaLtaSettings = StaLtaSettings()
-) -> tuple[float, float]:
-    """(P pick sample or NaN, peak STA/LTA ratio) of one vertical-component window."""
-    picks, scores = sta_lta_picks(np.asarray(z)[None, None], sampling_rate, settings)
-    return float(picks[0]), float(scores[0])
-
-
 def sta_lta_picks(
     windows: np.ndarray, sampling_rate: float, settings: StaLtaSettings = StaLtaSettings()
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -53,7 +53,13 @@ def batches(windows: Dataset, batch_size: int) -> Iterator[tuple[list[int], dict
 
 def open_split(data: sbd.WaveformDataset, cfg: RunConfig) -> WaveformSource:
     """The evaluated split's waveforms, preloaded within the run's memory budget or streamed."""
-    return open_waveforms(data, parse_budget(cfg.data.memory_budget), "test")
+    return open_waveforms(data, parse_budget(cfg.data.memory_budget), split_name(data))
+
+
+def split_name(data: sbd.WaveformDataset) -> str:
+    """The split the rows come from (test, dev ...), or "evaluated" when they mix or do not say."""
+    names = data.metadata["split"].unique() if "split" in data.metadata else []
+    return str(names[0]) if len(names) == 1 else "evaluated"
 
 
 @torch.no_grad()

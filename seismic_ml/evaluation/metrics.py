@@ -14,7 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import (
+    mean_absolute_error,
+    r2_score,
+    roc_auc_score,
+    root_mean_squared_error,
+)
 
 from seismic_ml.errors import SeismicMLError
 
@@ -34,14 +39,14 @@ def magnitude_metrics(
     """MAE, RMSE, bias, residual std (ddof 0), R², fractions within 0.3/0.5 (and 1/2 sigma)."""
     true, pred = _finite_pairs(true, pred)
     residual = pred - true
-    total = float(((true - true.mean()) ** 2).sum())
     metrics = {
         "n_traces": float(len(residual)),
-        "mae": float(np.abs(residual).mean()),
-        "rmse": float(np.sqrt((residual**2).mean())),
+        "mae": float(mean_absolute_error(true, pred)),
+        "rmse": float(root_mean_squared_error(true, pred)),
         "bias": float(residual.mean()),
         "residual_std": float(residual.std()),
-        "r2": 1.0 - float((residual**2).sum()) / total if total > 0 else float("nan"),
+        # force_finite=False: NaN, not scikit-learn's 0 or 1, when every true value is equal
+        "r2": float(r2_score(true, pred, force_finite=False)) if np.ptp(true) > 0 else float("nan"),
     }
     for limit in WITHIN:
         metrics[f"frac_within_{limit}"] = float((np.abs(residual) <= limit).mean())

@@ -16,7 +16,7 @@ from seismic_ml.options import Check, ConfigBase, Range, Spelling, option
 
 LOSSES = ("mse", "huber", "gaussian_nll")
 NORMS = ("std", "peak")
-# Time samples left at the bottleneck of a 3001-sample window (three stride-4 stages, as padded).
+# Time samples left at the bottleneck of a 3001-sample window (four stride-4 stages, as padded).
 BOTTLENECK_SAMPLES = 12
 
 # What each hyperparameter accepts. Each range reaches a few times past the largest value the

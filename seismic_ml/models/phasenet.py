@@ -14,8 +14,6 @@ import torch
 import torch.nn.functional as F
 
 IN_SAMPLES = 3001
-SAMPLING_RATE = 100.0
-PHASES = "NPS"
 # seisbench pads the input of down-sampling stages 1 to 3 by hand, to mirror TensorFlow.
 _DOWN_PADDING = {1: (2, 3), 2: (1, 3), 3: (2, 3)}
 

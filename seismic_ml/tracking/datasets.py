@@ -8,8 +8,6 @@ import warnings
 import mlflow
 import pandas as pd
 
-CONTEXTS = ("training", "validation", "evaluation")
-
 
 def log_split(metadata: pd.DataFrame, name: str, source: str, split: str, context: str) -> None:
     """Log one split of a dataset (its metadata table) as an input of the active run."""

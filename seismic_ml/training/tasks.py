@@ -43,7 +43,7 @@ class Task(Protocol):
     prepared: PreparedSplits | None  # the splits behind the last datasets() or prepare()
 
     def datasets(self, dataset: sbd.WaveformDataset, model: nn.Module) -> tuple[Dataset, Dataset]:
-        """Training generator and deterministic validation generator."""
+        """Training windows (random) and validation windows (seeded, the same every epoch)."""
 
     def prepare(self, load: Callable[[], sbd.WaveformDataset]) -> PreparedSplits:
         """Train and dev splits screened and opened (load: the dataset, called when needed)."""

@@ -12,6 +12,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
+pytestmark = pytest.mark.integration
+
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 TINY = [
     "--lstm-hidden", "8", "--lstm-layers", "1", "--attention-heads", "2",

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,8 +34,9 @@ TINY = [
     "--early-stopping-patience", "0", "--warmup-epochs", "1",
 ]  # fmt: skip
 STEPS_PER_EPOCH = 3
-# The injected outage: the server is stopped this long (the fault's length, not a wait).
-OUTAGE_S = 20.0
+# The injected outage lasts until the trainer has trained this many epochs without the server.
+OUTAGE_EPOCHS = 2
+GAVE_UP = "tracking server unreachable, spooling metrics"  # the sender's warning
 
 
 def env_for(url: str, **extra: str) -> dict[str, str]:
@@ -60,17 +62,47 @@ def output_of(proc: subprocess.Popen) -> str:
     return proc.communicate(timeout=60)[0]
 
 
-def wait_for(probe: Callable[[], Any], what: str, proc: subprocess.Popen | None = None) -> Any:
+class OutputTail:
+    """A process's output read as it comes (a thread drains the pipe), for probes to look at."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc, self.lines = proc, []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def text(self) -> str:
+        """What the process printed so far."""
+        return "".join(self.lines)
+
+    def wait(self, timeout: float) -> str:
+        """Everything the process printed, once it has exited."""
+        self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=30)
+        return self.text()
+
+
+def wait_for(
+    probe: Callable[[], Any],
+    what: str,
+    proc: subprocess.Popen | None = None,
+    printed: OutputTail | None = None,
+) -> Any:
     """Poll probe until it returns something truthy (bounded); fail with the process output."""
     deadline = time.monotonic() + 180
+    proc = printed.proc if printed is not None else proc
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            pytest.fail(f"process ended before {what}:\n{output_of(proc)}")
+            output = printed.wait(30) if printed is not None else output_of(proc)
+            pytest.fail(f"process ended before {what}:\n{output}")
         value = probe()
         if value:
             return value
         time.sleep(0.3)
-    detail = output_of(proc) if proc is not None else ""
+    detail = printed.text() if printed is not None else output_of(proc) if proc else ""
     pytest.fail(f"timed out waiting for {what}\n{detail}")
 
 
@@ -108,10 +140,22 @@ def assert_every_metric_once(client: MlflowClient, run_id: str, epochs: int) -> 
 def epochs_held(client: MlflowClient, run_id: str) -> int:
     """Epochs a killed run holds: on the server, or in the spool its process left unsent
     (a resume sends the spool first, so those epochs count as done)."""
-    held = steps(client, run_id, "val/loss")
+    return max(max(steps(client, run_id, "val/loss"), default=0), epochs_held_locally(run_id))
+
+
+def epochs_held_locally(run_id: str) -> int:
+    """The last epoch whose val/loss waits in the run's local spool, unsent (0: none)."""
     spool = local.run_dir(run_id) / SPOOL_NAME
-    lines = spool.read_text().splitlines() if spool.exists() else []
-    held += [json.loads(line)[3] for line in lines if line.startswith('["val/loss"')]
+    try:
+        lines = spool.read_text().splitlines()
+    except OSError:
+        return 0
+    # the last line may be torn mid-write: only complete val/loss lines count
+    held = [
+        json.loads(line)[3]
+        for line in lines
+        if line.startswith('["val/loss"') and line.endswith("]")
+    ]
     return max(held, default=0)
 
 
@@ -165,13 +209,25 @@ def test_training_rides_out_a_stopped_tracking_server(
     )
     epochs = 40
     proc = start_cli(["train-mag", *TINY, "--epochs", str(epochs), "--run-name", "outage"], env)
+    printed = OutputTail(proc)
     run = wait_for(lambda: epochs_logged(client, experiment, "outage"), "a first epoch", proc)
+    held = len(steps(client, run.info.run_id, "val/loss"))  # asked before the server stops
     on_stoppable.signal(signal.SIGSTOP)
     stopped = time.time()
-    time.sleep(OUTAGE_S)
-    resumed = time.time()
-    on_stoppable.signal(signal.SIGCONT)
-    output = proc.communicate(timeout=600)[0]
+    try:
+        wait_for(
+            lambda: (
+                epochs_held_locally(run.info.run_id) >= held + OUTAGE_EPOCHS
+                and (retries != "0" or GAVE_UP in printed.text())
+            ),
+            f"{OUTAGE_EPOCHS} epochs trained while the server is stopped"
+            + ("" if retries != "0" else " and MLflow's retries given up"),
+            printed=printed,
+        )
+    finally:
+        resumed = time.time()
+        on_stoppable.signal(signal.SIGCONT)
+    output = printed.wait(timeout=600)
     assert proc.returncode == 0, output + on_stoppable.log()
     assert "Traceback" not in output, output
     final = client.get_run(run.info.run_id)
