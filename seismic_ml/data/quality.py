@@ -83,7 +83,7 @@ def screen(
     """
     screening = Screening.start(dataset, split, cache)
     if not screening.flags.waveforms:
-        screening.add_waveforms(*waveform_flags(screening.to_read()))
+        screening.add_waveforms(*waveform_flags(screening.to_read(), split))
     return screening.finish()
 
 
@@ -397,14 +397,16 @@ def _note_rates(meta: pd.DataFrame, split: str) -> None:
         progress.note(f"{split} split: {rate_summary(meta)}")
 
 
-def waveform_flags(dataset: sbd.WaveformDataset) -> tuple[np.ndarray, np.ndarray]:
+def waveform_flags(dataset: sbd.WaveformDataset, split: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Per trace: any sample NaN or Inf; every sample zero (a non-finite trace is not also zero)."""
     n = len(dataset)
     flags = BlockFlags(n)
-    with reading(dataset):
+    what = f"{split + ' split: ' if split else ''}screening waveforms (NaN, Inf, all zero)"
+    with reading(dataset), progress.Counter(what, n) as counter:
         for start in range(0, n, SCREEN_BATCH):
             rows = np.arange(start, min(start + SCREEN_BATCH, n))
             flags(rows, dataset.get_waveforms(rows.tolist()))
+            counter.update(len(rows))
     return flags.nonfinite, flags.zero
 
 

@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 import seisbench.data as sbd
 
+from seismic_ml import progress
 from seismic_ml.data.registry import trace_samples
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def open_waveforms(
     where = f"{name} split: " if name else ""
     if needed <= budget_bytes:
         log.info("%spreloading %.2f GB of waveforms", where, needed / 2**30)
-        return PreloadedWaveforms.read(dataset, lengths, n_channels, on_block)
+        return PreloadedWaveforms.read(dataset, lengths, n_channels, on_block, name)
     log.info(
         "%s%.2f GB of waveforms exceed the memory budget of %.2f GB: streaming from HDF5",
         where,
@@ -128,21 +129,26 @@ class PreloadedWaveforms:
         lengths: np.ndarray,
         n_channels: int,
         on_block: BlockReader | None = None,
+        name: str = "",
     ) -> PreloadedWaveforms:
         """Read the split once, in chunks of traces, into the flat array (each chunk shown to
-        on_block as read)."""
+        on_block as read), saying how far it is."""
         flat = np.zeros((n_channels, int(lengths.sum())), dtype=np.float32)
         offset = 0
-        for begin in range(0, len(lengths), READ_CHUNK):
-            rows = list(range(begin, min(begin + READ_CHUNK, len(lengths))))
-            raw = dataset.get_waveforms(rows)
-            if on_block is not None:
-                on_block(np.asarray(rows, dtype=np.int64), raw)
-            block = np.asarray(raw, dtype=np.float32)
-            for i, row in enumerate(rows):
-                n = min(int(lengths[row]), block.shape[-1])
-                flat[:, offset : offset + n] = block[i, :, :n]
-                offset += int(lengths[row])
+        where = f"{name} split: " if name else ""
+        what = f"{where}reading {progress.size(flat.nbytes)} into memory"
+        with progress.Counter(what, len(lengths)) as counter:
+            for begin in range(0, len(lengths), READ_CHUNK):
+                rows = list(range(begin, min(begin + READ_CHUNK, len(lengths))))
+                raw = dataset.get_waveforms(rows)
+                if on_block is not None:
+                    on_block(np.asarray(rows, dtype=np.int64), raw)
+                block = np.asarray(raw, dtype=np.float32)
+                for i, row in enumerate(rows):
+                    n = min(int(lengths[row]), block.shape[-1])
+                    flat[:, offset : offset + n] = block[i, :, :n]
+                    offset += int(lengths[row])
+                counter.update(len(rows))
         return cls(flat, lengths)
 
     def select(self, keep: np.ndarray) -> PreloadedWaveforms:

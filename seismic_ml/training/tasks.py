@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 
+from seismic_ml import progress
 from seismic_ml.config import RunConfig
 from seismic_ml.data import pipelines
 from seismic_ml.data.batches import MagnitudeBatches, PhaseBatches
@@ -269,6 +270,7 @@ def prepare_splits(
     if kept is not None:
         return kept.reused(started)
     _REUSE.clear()  # the old splits go before new ones are read
+    progress.note(f"loading {cfg.data.dataset}")
     dataset = load()
     screenings = [
         Screening.start(rows(get_split(dataset, name, cfg.data.max_traces), name), name)
@@ -301,7 +303,7 @@ def open_screened(screening: Screening, budget: int, evict: bool) -> PreparedSpl
         screening.add_waveforms(seen.nonfinite, seen.zero)
         source = _select(source, screening.flags.keep[screening.flags.readable])
     elif not screening.flags.waveforms:
-        screening.add_waveforms(*read_waveform_flags(data))
+        screening.add_waveforms(*read_waveform_flags(data, name))
     kept, report = screening.finish()
     if source is None:
         with reading(kept):

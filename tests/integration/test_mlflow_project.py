@@ -56,12 +56,14 @@ def test_train_mag_entry_point_reuses_the_run_and_accepts_undeclared_params(
     evaluated = mlflow_run(tracking_uri, "eval_mag", "it-project",
                            f"run_id={run.info.run_id}", "max_traces=20")  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert not [line for line in evaluated.stderr.splitlines() if "ignored" in line]
     runs = client.search_runs(
         [experiment.experiment_id], "tags.`seismic_ml.evaluated_run_id` != ''"
     )
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.tags["seismic_ml.evaluated_run_id"] == run.info.run_id
     assert "test/mae" in runs[0].data.metrics and "baseline/mae" in runs[0].data.metrics
+    assert runs[0].data.params["eval.subset"].startswith("20 of")
 
 
 def test_bad_parameter_fails_the_project_run_with_one_line(tracking_uri: str) -> None:
