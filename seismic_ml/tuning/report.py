@@ -1,4 +1,4 @@
-"""The study's results in its parent run: best value and params, trials.csv, analysis figure.
+"""The study's results in its parent run: best value and params, trials.csv, figures.
 
 The report is rebuilt from the study's storage, read fresh when it is written: every worker
 writes it at its end (the last one to finish writes last), and `seismic-ml tune-report`
@@ -8,13 +8,16 @@ rebuilds it on demand.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
@@ -24,6 +27,7 @@ from seismic_ml.errors import first_line
 from seismic_ml.training.train import TrainResult
 from seismic_ml.tuning.trials import RUN_ID_ATTR
 
+log = logging.getLogger(__name__)
 ARTIFACT_DIR = "tuning"
 # A report is written again when a trial ended while it was written (another worker's).
 REBUILD_TRIES = 3
@@ -108,7 +112,7 @@ def rebuild_report(
 
 
 def write_artifacts(study: optuna.Study, result: TuneResult, folder: Path) -> None:
-    """trials.csv, best_params.json and analysis.png into folder."""
+    """trials.csv, best_params.json, Optuna's figures and analysis.png into folder."""
     trials_table(study).to_csv(folder / "trials.csv", index=False)
     best = {
         "value": result.best_value,
@@ -118,6 +122,7 @@ def write_artifacts(study: optuna.Study, result: TuneResult, folder: Path) -> No
         "counts": result.counts,
     }
     (folder / "best_params.json").write_text(json.dumps(best, indent=2, default=str))
+    plot_optuna_figures(study, folder)
     plot_analysis(study, result.best_run_id, folder / "analysis.png")
 
 
@@ -130,60 +135,57 @@ def trials_table(study: optuna.Study) -> Any:
     return frame
 
 
+# Optuna's own figures (optuna.visualization.matplotlib), each its own file.
+OPTUNA_FIGURES = {
+    "optimization_history.png": "plot_optimization_history",
+    "intermediate_values.png": "plot_intermediate_values",
+    "param_importances.png": "plot_param_importances",
+}
+
+
+def plot_optuna_figures(study: optuna.Study, folder: Path) -> list[Path]:
+    """Optuna's optimisation history, intermediate values (what pruning saw) and fANOVA
+    importances (two or more complete trials); a figure Optuna cannot draw yet is left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as optuna_plots
+
+    n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    written = []
+    for name, function in OPTUNA_FIGURES.items():
+        if function == "plot_param_importances" and n_complete < 2:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # experimental API; "no trials" notes
+            try:
+                axes = getattr(optuna_plots, function)(study)
+            except Exception as exc:  # a figure must not fail the study
+                log.warning("tuning figure %s not drawn: %s", name, first_line(exc))
+                continue
+        figure = np.ravel(axes)[0].figure
+        figure.savefig(folder / name, dpi=90, bbox_inches="tight")
+        plt.close(figure)
+        written.append(folder / name)
+    return written
+
+
 def plot_analysis(study: optuna.Study, best_run_id: str | None, path: Path) -> Path:
-    """History, parameter importances, learning rate of the top trials, the best curve."""
+    """What Optuna does not draw: learning rate of the top trials, the best trial's curves."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
-    _plot_history(axes[0, 0], study)
-    _plot_importances(axes[0, 1], study)
-    _plot_top_learning_rates(axes[1, 0], study)
-    _plot_best_curve(axes[1, 1], best_run_id)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    _plot_top_learning_rates(axes[0], study)
+    _plot_best_curve(axes[1], best_run_id)
     fig.suptitle(f"study {study.study_name}")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
-
-
-def _plot_history(ax: Any, study: optuna.Study) -> None:
-    """Objective per complete trial, the running best, and where pruned trials stopped."""
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    pruned = [t for t in trials if t.state == TrialState.PRUNED and t.last_step is not None]
-    if complete:
-        numbers, values = [t.number for t in complete], [t.value for t in complete]
-        ax.scatter(numbers, values, label="complete")
-        running = [min(values[: i + 1]) for i in range(len(values))]
-        ax.step(numbers, running, where="post", color="C3", label="best so far")
-    if pruned:
-        last = [t.intermediate_values[t.last_step] for t in pruned]
-        ax.scatter([t.number for t in pruned], last, marker="x", color="C7", label="pruned (last)")
-    ax.set(xlabel="trial", ylabel="val/loss", title="optimisation history")
-    _legend_or_note(ax, bool(complete or pruned), "no finished trials yet")
-
-
-def _plot_importances(ax: Any, study: optuna.Study) -> None:
-    """fANOVA importances; they need two or more complete trials."""
-    n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    ax.set(title="parameter importances")
-    if n_complete < 2:
-        _note(ax, f"needs >= 2 complete trials ({n_complete} so far)")
-        return
-    try:
-        importances = optuna.importance.get_param_importances(study)
-    except Exception as exc:  # a figure panel must not fail the study
-        _note(ax, f"not available: {first_line(exc)}")
-        return
-    if not importances:
-        _note(ax, "no parameter varied across complete trials")
-        return
-    names = list(importances)[::-1]
-    ax.barh(names, [importances[n] for n in names])
-    ax.set(xlabel="importance")
 
 
 def _plot_top_learning_rates(ax: Any, study: optuna.Study, top: int = 10) -> None:

@@ -17,6 +17,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from seismic_ml.cli.tuning import tune
+from seismic_ml.tuning.report import OPTUNA_FIGURES
 
 pytestmark = pytest.mark.integration
 
@@ -94,6 +95,7 @@ def test_trials_nest_prune_resume_and_retrain(
     assert parent.data.metrics["best/value"] == pytest.approx(best_value)
     artifacts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id, "tuning")}
     assert {"tuning/trials.csv", "tuning/best_params.json", "tuning/analysis.png"} <= artifacts
+    assert {f"tuning/{name}" for name in OPTUNA_FIGURES} <= artifacts
 
     # Resume: a tiny learning rate makes the new trial worse than the median at epoch 1.
     tiny_lr = space_file(tmp_path, "b.json", (1e-9, 2e-9))
