@@ -37,6 +37,10 @@ class Sizes:
     mem_budget: str = "1GB"
     mem_preload_budget: str = "4GB"
     mem_steps: int = 30
+    scale_dataset: str = "synthetic:50000"  # the scale section's set (#21), built once
+    scale_steps: int = 2  # optimizer steps of each scale start and tuning trial
+    scale_rate_steps: int = 20  # steps of the second starts, whose windows/s are projected
+    scale_trials: int = 5
 
 
 QUICK = Sizes(
@@ -51,6 +55,10 @@ QUICK = Sizes(
     mem_budget="100MB",
     mem_preload_budget="1GB",
     mem_steps=3,
+    scale_dataset="synthetic:2000",
+    scale_steps=1,
+    scale_rate_steps=3,
+    scale_trials=2,
 )
 
 
@@ -115,6 +123,15 @@ def compare(
     if at_least is not None and not target:
         target = f">= {at_least:g}x"
     return Figure(name, median(values), unit, values, reference, median(refs), ratio, target, met)
+
+
+def ratio_at_most(
+    name: str, values: list[float], refs: list[float], unit: str, reference: str, limit: float
+) -> Figure:
+    """A cost against a reference measured in the same run: met when the ratio is <= limit."""
+    figure = compare(name, values, refs, unit, reference, target=f"<= {limit:g}x")
+    figure.met = None if figure.ratio is None else figure.ratio <= limit
+    return figure
 
 
 def at_most(name: str, values: list[float], unit: str, limit: float, target: str) -> Figure:

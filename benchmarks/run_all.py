@@ -1,9 +1,9 @@
 """Run the benchmark suite (issue #13) and write benchmarks/results/bench.json and bench.md.
 
 Usage: python benchmarks/run_all.py [--repeats 3] [--quick] [--only training,data,...]
-       [--suite-seconds S]
-Comparisons: training, data, tracking, evaluation, fixed, memory, quality (in that order). Set
-SEISBENCH_CACHE_ROOT: the synthetic sets are built there on first use and reused.
+       [--suite-seconds S] [--scale-dataset synthetic:N]
+Comparisons: training, data, tracking, evaluation, fixed, memory, quality, scale (in that
+order). Set SEISBENCH_CACHE_ROOT: the synthetic sets are built there on first use and reused.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ QUIET_ENV = {  # no run URLs, artifact or conversion progress bars between the b
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "TQDM_DISABLE": "1",
 }
-COMPARISONS = ("training", "data", "tracking", "evaluation", "fixed", "memory", "quality")
+COMPARISONS = ("training", "data", "tracking", "evaluation", "fixed", "memory", "quality", "scale")
 
 
 def comparison(name: str) -> Callable[[Sizes, int, argparse.Namespace], Section]:
@@ -39,6 +39,7 @@ def comparison(name: str) -> Callable[[Sizes, int, argparse.Namespace], Section]
     import fixed_costs
     import memory_paths
     import quality_gate
+    import scale
     import tracking_overhead
     import training_speed
 
@@ -50,6 +51,7 @@ def comparison(name: str) -> Callable[[Sizes, int, argparse.Namespace], Section]
         "fixed": lambda s, r, a: fixed_costs.run(s, r, a.suite_seconds),
         "memory": lambda s, r, a: memory_paths.run(s, r),
         "quality": lambda s, r, a: quality_gate.run(s, a.quality_dataset, a.quality_epochs),
+        "scale": lambda s, r, a: scale.run(s, r),
     }
     return table[name]
 
@@ -73,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--quality-epochs", type=int, help="quality gate epochs (default: the documented ones)"
+    )
+    parser.add_argument(
+        "--scale-dataset", help="the scale section's set (default synthetic:50000, built once)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
     args = parser.parse_args(argv)
@@ -126,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         max_steps=args.max_steps,
         mem_traces=args.mem_traces,
         mem_budget=args.mem_budget,
+        scale_dataset=args.scale_dataset,
     )
     import environment
     import report
