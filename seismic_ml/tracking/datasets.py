@@ -3,15 +3,47 @@ data apart: name, source path, a digest of the split's metadata, the split and i
 
 from __future__ import annotations
 
+import hashlib
 import warnings
+from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.pandas_dataset import PandasDataset
+
+SCHEMA_ROWS = 1000  # rows the logged schema is inferred from
+
+
+class MetadataDataset(PandasDataset):
+    """MLflow's PandasDataset with its schema inferred from the first rows and a vectorised
+    digest of every row: MLflow's own check every value in Python (about 0.1 ms a row, a minute
+    and a half per start on STEAD's 1.2 M traces)."""
+
+    @property
+    def schema(self) -> Any:
+        """The columns' types, as MLflow infers them, from the first SCHEMA_ROWS rows."""
+        try:
+            return mlflow.models.infer_signature(self._df.head(SCHEMA_ROWS)).inputs
+        except Exception:  # as MLflow's own: a table without a schema is still logged
+            return None
+
+
+def metadata_digest(metadata: pd.DataFrame) -> str:
+    """Eight hex digits over every row's values (pandas' row hashes) and the column names."""
+    digest = hashlib.sha256("\x00".join(map(str, metadata.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(metadata, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:8]
 
 
 def log_split(metadata: pd.DataFrame, name: str, source: str, split: str, context: str) -> None:
     """Log one split of a dataset (its metadata table) as an input of the active run."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MLflow warns about int columns that may hold NaN
-        dataset = mlflow.data.from_pandas(metadata, source=source, name=f"{name}:{split}")
+        dataset = MetadataDataset(
+            df=metadata,
+            source=resolve_dataset_source(source),
+            name=f"{name}:{split}",
+            digest=metadata_digest(metadata),
+        )
         mlflow.log_input(dataset, context=context, tags={"split": split})
