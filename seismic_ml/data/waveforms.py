@@ -17,6 +17,7 @@ import numpy as np
 import seisbench.data as sbd
 
 from seismic_ml import progress
+from seismic_ml.data import waveform_cache
 from seismic_ml.data.registry import trace_samples
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,7 @@ def open_waveforms(
     needed = int(lengths.sum()) * n_channels * BYTES_PER_SAMPLE
     where = f"{name} split: " if name else ""
     if needed <= budget_bytes:
-        log.info("%spreloading %.2f GB of waveforms", where, needed / 2**30)
-        return PreloadedWaveforms.read(dataset, lengths, n_channels, on_block, name)
+        return _preloaded(dataset, lengths, n_channels, on_block, name)
     log.info(
         "%s%.2f GB of waveforms exceed the memory budget of %.2f GB: streaming from HDF5",
         where,
@@ -94,6 +94,27 @@ def open_waveforms(
         budget_bytes / 2**30,
     )
     return StreamedWaveforms(dataset, lengths, n_channels, budget_bytes, evict)
+
+
+def _preloaded(
+    dataset: sbd.WaveformDataset,
+    lengths: np.ndarray,
+    n_channels: int,
+    on_block: BlockReader | None,
+    name: str,
+) -> PreloadedWaveforms:
+    """The split mapped from the copy an earlier start kept, else read (and a copy kept). A read
+    that also screens (on_block) keeps no copy: its rows are not yet the kept ones."""
+    where = f"{name} split: " if name else ""
+    if on_block is None:
+        mapped = waveform_cache.load(dataset, n_channels, lengths)
+        if mapped is not None:
+            progress.note(f"{where}waveforms mapped from the copy kept in {mapped.filename}")
+            return PreloadedWaveforms(mapped, lengths)
+    preloaded = PreloadedWaveforms.read(dataset, lengths, n_channels, on_block, name)
+    if on_block is None:
+        preloaded.keep_copy(dataset)
+    return preloaded
 
 
 def _cut(
@@ -150,6 +171,10 @@ class PreloadedWaveforms:
                     offset += int(lengths[row])
                 counter.update(len(rows))
         return cls(flat, lengths)
+
+    def keep_copy(self, dataset: sbd.WaveformDataset) -> None:
+        """Keep these traces on disk for the next start (dataset: the rows they are, in order)."""
+        waveform_cache.save(dataset, self.flat, self.offsets, self.lengths)
 
     def select(self, keep: np.ndarray) -> PreloadedWaveforms:
         """The kept rows only, sharing this flat array (no copy; left-out traces stay in it)."""

@@ -305,6 +305,8 @@ def open_screened(screening: Screening, budget: int, evict: bool) -> PreparedSpl
     elif not screening.flags.waveforms:
         screening.add_waveforms(*read_waveform_flags(data, name))
     kept, report = screening.finish()
+    if isinstance(source, PreloadedWaveforms):  # read while screening: keep its kept rows
+        source.keep_copy(kept)
     if source is None:
         with reading(kept):
             source = open_waveforms(kept, budget, name, evict=evict)
