@@ -74,8 +74,8 @@ def tune_worker(
     batch_size and filter_factor are fixed (as given on the command line) to keep trials short:
     neither changes the data, so the trials' data time is the same as with them searched.
     """
-    from seismic_ml.tuning.options import TuneOptions
     from seismic_ml.tuning.study import tune
+    from seismic_ml.tuning.tune_config import TuneOptions
 
     size = Sizes(dataset=dataset, batch=batch, epochs=1, max_steps=steps, seed=seed)
     options = TuneOptions(

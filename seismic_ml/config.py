@@ -7,10 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from seismic_ml.data.budget import parse_budget
-from seismic_ml.errors import BadOptionValue, SeismicMLError
-from seismic_ml.models.registry import check_model_size, get_spec
-from seismic_ml.options import (
+from seismic_ml.config_fields import (
     Check,
     ConfigBase,
     Range,
@@ -18,6 +15,9 @@ from seismic_ml.options import (
     param_spelling,
     section_from_params,
 )
+from seismic_ml.data.budget import parse_budget
+from seismic_ml.errors import BadOptionValue, SeismicMLError
+from seismic_ml.models.registry import check_model_size, get_spec
 
 TASKS = ("phase", "magnitude")
 PRECISIONS = ("fp32", "bf16", "auto")

@@ -8,7 +8,12 @@ from typing import Any
 
 import click
 
-from seismic_ml.cli.options import FriendlyCommand, add_options, in_section, model_field_options
+from seismic_ml.cli.click_options import (
+    FriendlyCommand,
+    add_options,
+    in_section,
+    model_field_options,
+)
 from seismic_ml.data import SPLITS
 from seismic_ml.models.registry import model_types
 
@@ -272,20 +277,20 @@ def predict(
     figure: Path | None,
 ) -> None:
     """Picks or per-station magnitudes from a logged model, for any obspy-readable FILE."""
-    from seismic_ml.evaluation import predict as run
+    from seismic_ml.evaluation import predict as predicting
     from seismic_ml.tracking.store import require_store
 
     require_store()  # a read-only command never creates a store
 
     curves = bool(figure or out)
-    prediction = run.predict(model_uri, files, picker_uri, p_times, threshold, curves)
+    prediction = predicting.predict(model_uri, files, picker_uri, p_times, threshold, curves)
     for note in prediction.notes:
         click.echo(f"note: {note}", err=True)
     if out is None:
-        click.echo(run.format_prediction(prediction, fmt), nl=False)
+        click.echo(predicting.format_prediction(prediction, fmt), nl=False)
     else:
-        run.write_prediction(prediction, fmt, out)
-        click.echo(f"wrote {run.output_summary(prediction, fmt)} to {out}", err=True)
+        predicting.write_prediction(prediction, fmt, out)
+        click.echo(f"wrote {predicting.output_summary(prediction, fmt)} to {out}", err=True)
     if prediction.annotations is not None:
         from seismic_ml.evaluation.plots import plot_stream_picks
 

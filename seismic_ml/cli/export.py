@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from seismic_ml.cli.options import FriendlyCommand
+from seismic_ml.cli.click_options import FriendlyCommand
 
 __all__ = ["export"]
 

@@ -11,9 +11,7 @@ from typing import Any
 import click
 
 from seismic_ml import interrupts, progress
-from seismic_ml.cli.evaluation import eval_mag, eval_phase, predict
-from seismic_ml.cli.export import export
-from seismic_ml.cli.options import (
+from seismic_ml.cli.click_options import (
     Duration,
     FriendlyCommand,
     FriendlyGroup,
@@ -25,6 +23,8 @@ from seismic_ml.cli.options import (
     run_config_from_options,
     section_options,
 )
+from seismic_ml.cli.evaluation import eval_mag, eval_phase, predict
+from seismic_ml.cli.export import export
 from seismic_ml.cli.tuning import tune, tune_report
 from seismic_ml.config import DataConfig, TrainConfig, checked
 from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
@@ -282,7 +282,7 @@ def data_inspect(dataset: str, out: Path) -> None:
     Exit status: 0 no problems found; 3 the problem table lists some (bad traces that training
     leaves out, or columns it refuses); 1 the dataset cannot be read at all (one line).
     """
-    from seismic_ml.data.inspect import format_problems, inspect_dataset
+    from seismic_ml.data.dataset_report import format_problems, inspect_dataset
 
     inspection = inspect_dataset(dataset, out)
     click.echo(inspection.summary)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from seismic_ml import interrupts
-from seismic_ml.cli.options import (
+from seismic_ml.cli.click_options import (
     Duration,
     FriendlyCommand,
     add_options,
@@ -174,9 +174,9 @@ def tune(
     Config options given here (e.g. --dataset, --batch-size) are fixed, not searched;
     --epochs is for --retrain-best, trials train for --max-epochs-per-trial.
     """
-    from seismic_ml.tuning.options import TuneOptions
     from seismic_ml.tuning.storage import StorageOutage
     from seismic_ml.tuning.study import tune as run_tune
+    from seismic_ml.tuning.tune_config import TuneOptions
 
     quiet_libraries()
 

@@ -8,8 +8,8 @@ import typing
 from typing import Any
 
 from seismic_ml.config import RunConfig
+from seismic_ml.config_fields import parse_value
 from seismic_ml.errors import SeismicMLError
-from seismic_ml.options import parse_value
 
 TASK_COMMANDS = {"phase": "eval-phase", "magnitude": "eval-mag"}
 

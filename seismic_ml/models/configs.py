@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from seismic_ml.config_fields import Check, ConfigBase, Range, Spelling, option
 from seismic_ml.errors import BadOptionValue
-from seismic_ml.options import Check, ConfigBase, Range, Spelling, option
 
 LOSSES = ("mse", "huber", "gaussian_nll")
 NORMS = ("std", "peak")

@@ -37,8 +37,8 @@ from seismic_ml.tracking.sender import (
 )
 from seismic_ml.training import distributed
 from seismic_ml.training.checkpoint import CheckpointWriter, load_checkpoint
+from seismic_ml.training.epoch_lines import EpochLine
 from seismic_ml.training.loop import Callback, LoopState, Trainer, resolve_device
-from seismic_ml.training.progress import EpochLine
 from seismic_ml.training.tasks import make_loaders, make_task, seed_everything
 from seismic_ml.workers import describe
 
@@ -151,7 +151,7 @@ def _train_in_run(
         _log_config(cfg, trainer)
     logged = _logged_so_far(run_id) if options.resume else (-1, 0)
     _log_prepare_time(trainer, logged[1])
-    state = _fit(trainer, run_id, checkpoint, options, logged, callbacks)
+    state = _train_with_tracking(trainer, run_id, checkpoint, options, logged, callbacks)
     try:
         result = _log_results(trainer, cfg, options, run_id, state)
     except SEND_ERRORS as exc:
@@ -170,7 +170,7 @@ def _unfinished(run_id: str, state: LoopState, reason: str) -> TrackingOutage:
     )
 
 
-def _fit(
+def _train_with_tracking(
     trainer: Trainer,
     run_id: str,
     checkpoint: Path,

@@ -20,9 +20,9 @@ import optuna
 import yaml
 
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig
+from seismic_ml.config_fields import field_problem, field_type, parse_value, show
 from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.models.registry import get_spec
-from seismic_ml.options import field_problem, field_type, parse_value, show
 
 KINDS = ("float", "int", "categorical")
 SPEC_KEYS = {

@@ -26,7 +26,7 @@ from optuna.storages import RDBStorage
 
 from seismic_ml import interrupts
 from seismic_ml.errors import SeismicMLError, first_line
-from seismic_ml.tuning.options import DEFAULT_OUTAGE_LIMIT_S
+from seismic_ml.tuning.tune_config import DEFAULT_OUTAGE_LIMIT_S
 
 HEARTBEAT_S = 60
 FIRST_DELAY_S = 0.5

@@ -39,7 +39,6 @@ from seismic_ml.tracking.run import DEFAULT_EXPERIMENT, standard_tags
 from seismic_ml.tracking.sender import MetricSender
 from seismic_ml.training.tasks import reuse_prepared_splits
 from seismic_ml.training.train import TrackingOptions, TrainResult, train
-from seismic_ml.tuning.options import TuneOptions
 from seismic_ml.tuning.report import (
     ARTIFACT_DIR,
     TuneResult,
@@ -59,6 +58,7 @@ from seismic_ml.tuning.trials import (
     fail_gone_trials,
     fail_stale_child,
 )
+from seismic_ml.tuning.tune_config import TuneOptions
 
 MODEL_TYPE_ATTR = "model_type"
 TRACKING_URI_ATTR = "mlflow_tracking_uri"

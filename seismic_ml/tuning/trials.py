@@ -15,9 +15,9 @@ from seismic_ml.config import RunConfig
 from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.training.loop import Trainer
 from seismic_ml.training.train import TrackingOptions, train
-from seismic_ml.tuning.options import TuneOptions
 from seismic_ml.tuning.space import SearchSpace, apply_params
 from seismic_ml.tuning.storage import StorageOutage
+from seismic_ml.tuning.tune_config import TuneOptions
 from seismic_ml.workers import WORKER_ATTR, describe, is_gone, this_worker
 
 PARENT_ATTR = "mlflow_parent_run_id"

@@ -5,9 +5,9 @@ import dataclasses
 import pytest
 
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig, with_model_defaults
+from seismic_ml.config_fields import parse_value
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.models.registry import MODELS, get_spec
-from seismic_ml.options import parse_value
 
 
 @pytest.mark.parametrize("model_type", sorted(MODELS))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seismic_ml.cli.options import run_config_from_options
+from seismic_ml.cli.click_options import run_config_from_options
 from seismic_ml.data.registry import canonical_name
 
 

@@ -17,11 +17,11 @@ from mlflow.tracking import MlflowClient
 
 from seismic_ml.cli import cli
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig, check_device_present
+from seismic_ml.config_fields import allowed_text, field_problem, field_type
 from seismic_ml.errors import BadOptionValue, SeismicMLError
 from seismic_ml.models import registry
 from seismic_ml.models.configs import AmagV2Config
 from seismic_ml.models.registry import MODELS, build_model, count_parameters, get_spec
-from seismic_ml.options import allowed_text, field_problem, field_type
 from seismic_ml.tuning.space import build_search_space
 
 EXPERIMENT = "option-values-never-created"

@@ -226,7 +226,7 @@ def test_each_split_says_which_traces_are_resampled(mixed, capsys, caplog) -> No
 
 
 def test_inspect_names_the_rates_and_draws_windows_at_100_hz(mixed, tmp_path) -> None:
-    from seismic_ml.data.inspect import inspect_dataset
+    from seismic_ml.data.dataset_report import inspect_dataset
 
     found = inspect_dataset(str(mixed.path), tmp_path)
     line = next(x for x in found.summary.splitlines() if x.startswith("sampling rates: "))

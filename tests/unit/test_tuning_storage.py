@@ -23,7 +23,6 @@ from optuna.trial import TrialState
 
 from seismic_ml.cli.tuning import tune as tune_command
 from seismic_ml.tuning import storage as storage_module
-from seismic_ml.tuning.options import DEFAULT_OUTAGE_LIMIT_S
 from seismic_ml.tuning.report import TuneResult
 from seismic_ml.tuning.storage import (
     RETRIED,
@@ -36,6 +35,7 @@ from seismic_ml.tuning.storage import (
     quiet_fallback,
 )
 from seismic_ml.tuning.trials import fail_gone_trials, fail_stale_child
+from seismic_ml.tuning.tune_config import DEFAULT_OUTAGE_LIMIT_S
 from seismic_ml.workers import WORKER_ATTR
 
 REFUSED = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("Connection refused"))

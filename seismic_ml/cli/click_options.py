@@ -12,9 +12,9 @@ import click
 
 from seismic_ml import interrupts
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig
+from seismic_ml.config_fields import allowed_text, field_type
 from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
 from seismic_ml.models.registry import get_spec
-from seismic_ml.options import allowed_text, field_type
 
 if TYPE_CHECKING:
     from mlflow.exceptions import MlflowException

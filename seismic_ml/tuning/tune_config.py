@@ -1,6 +1,6 @@
 """What a tuning worker is asked to do: the base config, the budget, the study and its storage.
 
-Its numbers state their ranges like the train configs (seismic_ml.options): `validate` is the
+Its numbers state their ranges like the train configs (seismic_ml.config_fields): `validate` is the
 one check, naming the option as a person typed it.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seismic_ml.config import RunConfig
-from seismic_ml.options import ConfigBase, Range, Spelling, flag, option
+from seismic_ml.config_fields import ConfigBase, Range, Spelling, flag, option
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 DEFAULT_OUTAGE_LIMIT_S = 300.0
