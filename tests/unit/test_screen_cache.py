@@ -58,9 +58,9 @@ class ReadCounter:
         self.waveforms = self.addresses = 0
         waveform_flags, missing = quality.waveform_flags, quality.missing_waveforms
 
-        def counted_flags(dataset):
+        def counted_flags(dataset, split=""):
             self.waveforms += 1
-            return waveform_flags(dataset)
+            return waveform_flags(dataset, split)
 
         def counted_missing(dataset):
             self.addresses += 1
