@@ -42,7 +42,7 @@ demo: install
 	echo "  (choose 'Model training' in the UI's header to see the runs)"
 
 test: install
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=25
 
 # the benchmark suite (issue #13): benchmarks/results/bench.json and bench.md; BENCH_ARGS
 # passes options on, e.g. BENCH_ARGS="--quick", "--only training,data", "--suite-seconds 300"
