@@ -28,9 +28,8 @@ from seismic_ml.cli.export import export
 from seismic_ml.cli.tuning import tune, tune_report
 from seismic_ml.config import DataConfig, TrainConfig, checked
 from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
-from seismic_ml.models.registry import model_types
+from seismic_ml.models.registry import DEFAULT_MODEL, model_types
 
-DEFAULT_MODEL = {"phase": "phasenet", "magnitude": "amag_v2"}
 EXIT_PROBLEMS_FOUND = 3  # `data inspect` printed a non-empty problem table
 
 

@@ -21,10 +21,9 @@ from seismic_ml.cli.click_options import (
 )
 from seismic_ml.config import DataConfig, TrainConfig
 from seismic_ml.errors import BadOptionValue, SeismicMLError
-from seismic_ml.models.registry import MODELS, get_spec, model_types
+from seismic_ml.models.registry import DEFAULT_MODEL, MODELS, get_spec, model_types
 
 TASK_NAMES = {"phase": "phase", "mag": "magnitude", "magnitude": "magnitude"}
-DEFAULT_MODEL = {"phase": "phasenet", "magnitude": "amag_v2"}
 
 
 def _study_options() -> list[click.Parameter]:

@@ -53,6 +53,9 @@ def _defaults(lr: float, batch_size: int) -> dict[str, Any]:
     return {"learning_rate": lr, "batch_size": batch_size, "warmup_epochs": 5.0}
 
 
+# The model a command trains or tunes when --model-type is not given, per task.
+DEFAULT_MODEL = {"phase": "phasenet", "magnitude": "amag_v2"}
+
 MODELS: dict[str, ModelSpec] = {
     "phasenet": ModelSpec(
         task="phase",
