@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.processes
+from tests.processes import free_port, stop_group, wait_answering  # noqa: E402
 
 EXPERIMENT = "seismic-ml-bench"
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
@@ -152,28 +152,6 @@ def say(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
-    """Poll /health until the server answers OK."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.read().decode().strip() == "OK":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"mlflow server at {url} not healthy after {timeout} s")
-
-
 def start_server(root: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
     """A local `mlflow server` (SQLite backend, served artifacts), waited for on /health."""
     port = port or free_port()
@@ -186,23 +164,16 @@ def start_server(root: Path, port: int | None = None) -> tuple[subprocess.Popen,
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
-        wait_healthy(url, proc)
+        wait_answering(url, proc, root / "server.log", timeout=180)
     except BaseException:
-        stop_server(proc)
+        stop_group(proc, grace_s=30)
         raise
     return proc, url
 
 
 def stop_server(proc: subprocess.Popen) -> None:
     """Terminate the server and its workers (its own process group)."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    except ProcessLookupError:
-        pass
+    stop_group(proc, grace_s=30)
 
 
 @contextmanager

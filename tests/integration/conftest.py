@@ -7,8 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,29 +14,10 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from tests.processes import free_port, stop_group, wait_answering
+
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 POSTGRES = ("127.0.0.1", 5432)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.read().decode().strip() == "OK":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"mlflow server at {url} not healthy after {timeout} s")
 
 
 class Server:
@@ -60,10 +39,10 @@ class Server:
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
-            _wait_healthy(self.url, self.proc)
-        except RuntimeError as exc:
+            wait_answering(self.url, self.proc, self.log_path, timeout=120)
+        except RuntimeError:
             self.stop()
-            raise RuntimeError(f"{exc}\n{self.log()}") from None
+            raise
 
     def log(self) -> str:
         """The server's output so far (for failure messages)."""
@@ -75,15 +54,7 @@ class Server:
 
     def stop(self) -> None:
         """Terminate the server and its workers."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGCONT)
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=20)
-        except ProcessLookupError:
-            pass
+        stop_group(self.proc)
         self._log.close()
 
 

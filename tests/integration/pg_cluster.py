@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import free_port
+from tests.processes import free_port
 
 REQUIRE_ENV = "SEISMIC_ML_REQUIRE_POSTGRES"
 READY_TIMEOUT_S = 60.0

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -27,7 +25,8 @@ from seismic_ml import load_model
 from seismic_ml.serving.windows import frame_from_windows
 from seismic_ml.training.train import TrackingOptions, train
 from tests.conftest import tiny_run_config
-from tests.integration.conftest import MLFLOW, free_port
+from tests.integration.conftest import MLFLOW
+from tests.processes import free_port, stop_group, wait_answering
 
 pytestmark = pytest.mark.integration
 
@@ -47,21 +46,6 @@ def registered(mlflow_server: str) -> Iterator[str]:
         yield f"models:/{name}@champion"
 
 
-def _wait_for_ping(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
-    """Poll /ping until it answers; the server's output in the error if it never does."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow models serve exited {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"no /ping answer after {timeout} s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def served(registered: str, mlflow_server: str, tmp_path_factory) -> Iterator[dict]:
     """A real `mlflow models serve` subprocess on a free port; its output shown on failure."""
@@ -78,22 +62,10 @@ def served(registered: str, mlflow_server: str, tmp_path_factory) -> Iterator[di
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_ping(url, proc, log)
+        wait_answering(url, proc, log, timeout=120, path="/ping")
         yield {"url": url, "log": log, "uri": registered}
     finally:
-        _stop(proc)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """End the server and the workers it started (its process group)."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=20)
+        stop_group(proc)
 
 
 def _post_raw(url: str, data: bytes, content_type: str) -> tuple[int, str]:

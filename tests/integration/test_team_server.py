@@ -10,10 +10,8 @@ serves several tests (auth does not depend on the backend store; PostgreSQL is t
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from seismic_ml.training.train import TrackingOptions, train
 from tests.conftest import tiny_run_config
-from tests.integration.conftest import free_port
+from tests.processes import free_port, stop_group, wait_answering
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -68,26 +66,13 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def wait_healthy(self, timeout: float = 150.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"serve.sh exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                    if response.read().decode().strip() == "OK":
-                        return
-            except OSError:
-                time.sleep(0.5)
-        pytest.fail(f"server at {self.url} not healthy after {timeout} s:\n{self.log()}")
+        try:
+            wait_answering(self.url, self.proc, self.log_path, timeout)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=20)
+        stop_group(self.proc, grace_s=5)
         # pytest shows a test's captured teardown output only when the test failed
         print(f"--- server log ({self.url}) ---\n{self.log()}")
 

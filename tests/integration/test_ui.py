@@ -9,12 +9,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import struct
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +21,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import tiny_run_config
-from tests.integration.conftest import free_port
+from tests.processes import free_port, stop_group, wait_answering
 
 pytestmark = pytest.mark.integration
 
@@ -86,36 +83,10 @@ def mlflow_ui(store_uri: str, log_path: Path) -> Iterator[str]:
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(url, proc, log_path)
+        wait_answering(url, proc, log_path, timeout=UI_START_S)
         yield url
     finally:
         stop_group(proc)
-
-
-def wait_until_up(url: str, proc: subprocess.Popen, log_path: Path) -> None:
-    """Poll /health until it answers OK; the UI's log in the failure when it never does."""
-    deadline = time.monotonic() + UI_START_S
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.read().decode().strip() == "OK":
-                    return
-        except OSError:
-            time.sleep(0.3)
-    state = f"exited with {proc.returncode}" if proc.poll() is not None else "not up"
-    pytest.fail(f"mlflow ui {state} after {UI_START_S} s:\n{log_path.read_text()[-5000:]}")
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    """End the UI and its workers (SIGKILL if SIGTERM is not enough)."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=20)
-    except ProcessLookupError:
-        pass
 
 
 def browse(browser: str, url: str, profile: Path, *args: str) -> str:
