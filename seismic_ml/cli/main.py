@@ -45,6 +45,8 @@ def cli(quiet: bool) -> None:
     # command: its own variable says which level (a user's setting wins).
     level = "ERROR" if quiet else "WARNING"
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", level)
+    # MLflow's per-download bars end without a newline: the next result line would join them
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # ours say enough
     logging.getLogger("mlflow").setLevel(level)
     # urllib3 warns at every retry of an unreachable server ("Retrying (Retry(total=4...")):
     # during an outage that floods stderr; the sender says it once, and again when it ends
@@ -293,7 +295,6 @@ def data_inspect(dataset: str, out: Path) -> None:
 
 def main() -> None:
     """Console-script entry point: Ctrl-C exits 130 and SIGTERM 143, wherever they arrive."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # ours say enough
     with interrupts.signals_raise():
         try:
             cli(prog_name="seismic-ml")

@@ -34,7 +34,8 @@ def run_cli(*args: str) -> str:
     """Invoke the CLI in-process; returns the run id it printed."""
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    line = next(x for x in result.output.splitlines() if x.startswith("run id: "))
+    line = next((x for x in result.output.splitlines() if x.startswith("run id: ")), None)
+    assert line is not None, result.output
     return line.removeprefix("run id: ")
 
 
