@@ -3,11 +3,9 @@
 import pytest
 
 from seismic_ml import progress
-from seismic_ml.config import with_model_defaults
 from seismic_ml.data.quality import waveform_flags
 from seismic_ml.data.registry import get_split, load_dataset
-from seismic_ml.training.tasks import make_task
-from tests.conftest import tiny_run_config
+from tests.unit.test_screen_cache import bad_dataset, prepared
 
 
 def test_a_long_read_says_where_it_is_without_a_terminal(monkeypatch, capsys) -> None:
@@ -34,13 +32,17 @@ def test_a_short_read_is_one_line_and_quiet_is_none(monkeypatch, capsys) -> None
     assert capsys.readouterr().err == ""
 
 
-def test_a_training_start_says_it_loads_screens_and_reads(tiny_dataset: str, capsys) -> None:
-    cfg = with_model_defaults(tiny_run_config("amag_v2"))
-    make_task(cfg).prepare(lambda: load_dataset(tiny_dataset))
+def test_a_training_start_says_it_loads_screens_and_reads(tmp_path, tiny_dataset, capsys) -> None:
+    folder = bad_dataset(tmp_path / "fresh")  # no screening report, no waveform copy yet
+    prepared(folder, "1GB")
     err = capsys.readouterr().err
-    assert f"loading {tiny_dataset}" in err
+    assert f"loading {folder}" in err
     for split in ("train", "dev"):
         assert f"{split} split: reading" in err and "into memory" in err
+    prepared(folder, "1GB")  # a later start maps what the first kept
+    err = capsys.readouterr().err
+    for split in ("train", "dev"):
+        assert f"{split} split: waveforms mapped from the copy kept in" in err
     waveform_flags(get_split(load_dataset(tiny_dataset), "test"), "test")
     assert "test split: screening waveforms (NaN, Inf, all zero)" in capsys.readouterr().err
 
