@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import optuna
 import sqlalchemy
+from filelock import FileLock
 from optuna.storages import RDBStorage
 
 from seismic_ml import interrupts
@@ -196,7 +200,7 @@ def make_storage(
     }
     for attempt in range(5):
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _schema_lock(url):
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return PatientStorage(
                     url, outage_limit_s, engine_kwargs=engine_kwargs(url), **kwargs
@@ -210,6 +214,16 @@ def make_storage(
                 f"cannot open Optuna storage {redact(url)}: {first_line(exc)}"
             ) from exc
     raise AssertionError("unreachable")
+
+
+def _schema_lock(url: str) -> contextlib.AbstractContextManager:
+    """SQLite: the workers of one file (one machine) open it one at a time. SQLite reports a
+    schema creation racing another worker as an OperationalError ("table ... already exists",
+    "database is locked"), not the IntegrityError a database server raises and that is retried."""
+    if sqlalchemy.engine.make_url(url).get_backend_name() != "sqlite":
+        return contextlib.nullcontext()
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return FileLock(Path(tempfile.gettempdir()) / f"seismic_ml-optuna-{digest}.lock")
 
 
 def redact(url: str) -> str:
