@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import mlflow
 import pytest
@@ -18,11 +15,10 @@ from mlflow.tracking import MlflowClient
 
 from seismic_ml.cli.main import cli
 from seismic_ml.tracking.run import use_experiment
+from tests.integration.test_mlflow_project import mlflow_run
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 
 TINY = [
     "--epochs", "1", "--max-steps-per-epoch", "2", "--batch-size", "8", "--warmup-epochs", "0",
@@ -111,24 +107,12 @@ def test_subset_evaluation_says_so_and_leaves_the_headline_tags_alone(tracking_u
     assert "eval.subset" not in more.data.params
 
 
-def _mlflow_run(entry: str, experiment: str, *params: str) -> subprocess.CompletedProcess:
-    """`mlflow run . -e ENTRY --env-manager local --experiment-name EXPERIMENT -P ...`."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env.pop("MLFLOW_EXPERIMENT_ID", None)
-    args = [MLFLOW, "run", str(ROOT), "-e", entry, "--env-manager", "local",
-            "--experiment-name", experiment]  # fmt: skip
-    for param in params:
-        args += ["-P", param]
-    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
-
-
 def test_mlflow_run_warns_when_another_experiment_is_asked_for(tracking_uri, registered):
     """`mlflow run -e eval_mag` picks the experiment; --experiment (an undeclared -P) naming
     another is ignored, and said to be (no --experiment, no warning: test_mlflow_project)."""
     chosen = f"project-{uuid.uuid4().hex[:8]}"
-    done = _mlflow_run("eval_mag", chosen, f"run_id={registered['run_id']}", "max_traces=5",
-                       f"experiment={registered['experiment']}")  # fmt: skip
+    done = mlflow_run(tracking_uri, "eval_mag", chosen, f"run_id={registered['run_id']}",
+                      "max_traces=5", f"experiment={registered['experiment']}")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     warned = [line for line in done.stderr.splitlines() if "ignored" in line]
     assert warned == [f"--experiment {registered['experiment']} ignored: the run is in "
