@@ -143,20 +143,29 @@ def epochs_held(client: MlflowClient, run_id: str) -> int:
     return max(max(steps(client, run_id, "val/loss"), default=0), epochs_held_locally(run_id))
 
 
-def epochs_held_locally(run_id: str) -> int:
-    """The last epoch whose val/loss waits in the run's local spool, unsent (0: none)."""
+def spooled_val_losses(run_id: str) -> list[tuple[int, int]]:
+    """(timestamp ms, epoch) of each val/loss waiting in the run's local spool, unsent."""
     spool = local.run_dir(run_id) / SPOOL_NAME
     try:
         lines = spool.read_text().splitlines()
     except OSError:
-        return 0
+        return []
     # the last line may be torn mid-write: only complete val/loss lines count
-    held = [
-        json.loads(line)[3]
+    return [
+        (json.loads(line)[2], json.loads(line)[3])
         for line in lines
         if line.startswith('["val/loss"') and line.endswith("]")
     ]
-    return max(held, default=0)
+
+
+def epochs_held_locally(run_id: str) -> int:
+    """The last epoch whose val/loss waits in the run's local spool, unsent (0: none)."""
+    return max((epoch for _, epoch in spooled_val_losses(run_id)), default=0)
+
+
+def epochs_spooled_since(run_id: str, since_s: float) -> int:
+    """How many epochs ended (val/loss logged) after since_s and still wait in the spool."""
+    return sum(1 for stamp, _ in spooled_val_losses(run_id) if stamp > since_s * 1000)
 
 
 def invoke(*args: str) -> Any:
@@ -211,13 +220,13 @@ def test_training_rides_out_a_stopped_tracking_server(
     proc = start_cli(["train-mag", *TINY, "--epochs", str(epochs), "--run-name", "outage"], env)
     printed = OutputTail(proc)
     run = wait_for(lambda: epochs_logged(client, experiment, "outage"), "a first epoch", proc)
-    held = len(steps(client, run.info.run_id, "val/loss"))  # asked before the server stops
     on_stoppable.signal(signal.SIGSTOP)
     stopped = time.time()
     try:
+        # counted by their timestamps: epochs spooled just before the stop do not count
         wait_for(
             lambda: (
-                epochs_held_locally(run.info.run_id) >= held + OUTAGE_EPOCHS
+                epochs_spooled_since(run.info.run_id, stopped) >= OUTAGE_EPOCHS
                 and (retries != "0" or GAVE_UP in printed.text())
             ),
             f"{OUTAGE_EPOCHS} epochs trained while the server is stopped"
