@@ -17,11 +17,12 @@ TASKS = {"phase": "phasenet", "magnitude": "amag_v2"}
 
 def trained_run(model_type: str, size: Sizes) -> str:
     """A briefly trained default-size model in the tracking server (weights logged); its run."""
-    from seismic_ml.training.train import TrackingOptions, train
+    from seismic_ml.tracking.training_run import MlflowRecorder
+    from seismic_ml.training.train import train
 
     cfg = run_config(model_type, size)
     short = dataclasses.replace(cfg.train, epochs=1, max_steps_per_epoch=2)
-    options = TrackingOptions(experiment=EXPERIMENT, log_model=False, system_metrics=False)
+    options = MlflowRecorder(experiment=EXPERIMENT, log_model=False, system_metrics=False)
     return train(dataclasses.replace(cfg, train=short), options).run_id
 
 

@@ -32,12 +32,13 @@ def trained_and_scored(task: str, dataset: str, seed: int, epochs: int | None) -
     import dataclasses
 
     from seismic_ml.evaluation.evaluate import evaluate
-    from seismic_ml.training.train import TrackingOptions, train
+    from seismic_ml.tracking.training_run import MlflowRecorder
+    from seismic_ml.training.train import train
 
     cfg = documented_defaults(MODELS[task], dataset, seed)
     if epochs:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
-    options = TrackingOptions(experiment=EXPERIMENT, system_metrics=False)
+    options = MlflowRecorder(experiment=EXPERIMENT, system_metrics=False)
     say(f"quality: training {MODELS[task]} on {dataset} ({cfg.train.epochs} epochs)")
     run_id = train(cfg, options).run_id
     say(f"quality: evaluating {MODELS[task]} (run {run_id})")

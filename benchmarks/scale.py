@@ -51,9 +51,9 @@ def peak_rss_mb() -> float:
 
 def tracking() -> Any:
     """Training's tracking options for a bench run: no model, no system metrics."""
-    from seismic_ml.training.train import TrackingOptions
+    from seismic_ml.tracking.training_run import MlflowRecorder
 
-    return TrackingOptions(experiment=EXPERIMENT, log_model=False, system_metrics=False)
+    return MlflowRecorder(experiment=EXPERIMENT, log_model=False, system_metrics=False)
 
 
 def start_worker(dataset: str, budget: str, steps: int, batch: int, seed: int) -> dict[str, Any]:

@@ -19,9 +19,10 @@ def tracked(cfg: Any) -> dict[str, float]:
     """train() into the tracking server: logged windows/s, last val/loss and steps per epoch."""
     from mlflow.tracking import MlflowClient
 
-    from seismic_ml.training.train import TrackingOptions, train
+    from seismic_ml.tracking.training_run import MlflowRecorder
+    from seismic_ml.training.train import train
 
-    result = train(cfg, TrackingOptions(experiment=EXPERIMENT, log_model=False))
+    result = train(cfg, MlflowRecorder(experiment=EXPERIMENT, log_model=False))
     client = MlflowClient()
     history = client.get_metric_history(result.run_id, "train/windows_per_s")
     rates = [m.value for m in sorted(history, key=lambda m: m.step)]

@@ -120,15 +120,16 @@ def make_train_command(task: str) -> click.Command:
         system_metrics: bool,
         **given: Any,
     ) -> None:
+        from seismic_ml.tracking.training_run import MlflowRecorder, resume_config
         from seismic_ml.training import distributed
-        from seismic_ml.training.train import TrackingOptions, resume_config, train
+        from seismic_ml.training.train import train
 
         if resume:
             _only_epochs_with_resume(given)
             cfg = resume_config(resume, task, given.get("epochs"))
         else:
             cfg = checked(run_config_from_options(model_type, given))
-        options = TrackingOptions(
+        recorder = MlflowRecorder(
             experiment,
             run_name,
             register_as,
@@ -137,7 +138,7 @@ def make_train_command(task: str) -> click.Command:
             outage_limit_s=tracking_outage_limit,
             system_metrics=system_metrics,
         )
-        result = train(cfg, options)
+        result = train(cfg, recorder)
         if distributed.is_main():  # under torchrun the other ranks stay quiet
             _report(result)
             if register_as and result.model_uri:

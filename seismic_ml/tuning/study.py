@@ -37,8 +37,9 @@ from seismic_ml.tracking import local
 from seismic_ml.tracking.loader import load_model
 from seismic_ml.tracking.run import DEFAULT_EXPERIMENT, standard_tags
 from seismic_ml.tracking.sender import MetricSender
+from seismic_ml.tracking.training_run import MlflowRecorder
 from seismic_ml.training.tasks import reuse_prepared_splits
-from seismic_ml.training.train import TrackingOptions, TrainResult, train
+from seismic_ml.training.train import TrainResult, train
 from seismic_ml.tuning.report import (
     ARTIFACT_DIR,
     TuneResult,
@@ -372,13 +373,13 @@ def retrain_best(
         "seismic_ml.tune_parent_run_id": parent,
         "optuna.best_trial_number": str(best.number),
     }
-    tracking = TrackingOptions(
+    recorder = MlflowRecorder(
         experiment=experiment,
         run_name=f"{options.name}-best",
         register_as=options.register_as,
         tags=tags,
     )
-    result = train(cfg, tracking)
+    result = train(cfg, recorder)
     MlflowClient().set_tag(parent, "best.retrained_run_id", result.run_id)
     # what callers get is what the run logged, rebuilt as any reader of the server would
     result.model = load_model(result.run_id).module

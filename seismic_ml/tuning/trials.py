@@ -13,8 +13,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from seismic_ml.config import RunConfig
 from seismic_ml.errors import SeismicMLError, first_line
+from seismic_ml.tracking.training_run import MlflowRecorder
 from seismic_ml.training.loop import Trainer
-from seismic_ml.training.train import TrackingOptions, train
+from seismic_ml.training.train import train
 from seismic_ml.tuning.space import SearchSpace, apply_params
 from seismic_ml.tuning.storage import StorageOutage
 from seismic_ml.tuning.tune_config import TuneOptions
@@ -85,7 +86,7 @@ class Objective:
         cfg = apply_params(self.base, values, epochs=self.options.max_epochs_per_trial)
         pruning = PruningCallback(trial)
         try:
-            result = train(cfg, self._tracking(trial), callbacks=[pruning])
+            result = train(cfg, self._recorder(trial), callbacks=[pruning])
         except optuna.TrialPruned:
             pruned_at = {"optuna.pruned_at_epoch": str(pruning.pruned_at)}
             self._close(trial, "PRUNED", pruned_at)
@@ -100,7 +101,7 @@ class Objective:
         self._close(trial, "COMPLETE")  # the run first: the value survives a storage outage
         return result.metrics[OBJECTIVE_METRIC]
 
-    def _tracking(self, trial: optuna.Trial) -> TrackingOptions:
+    def _recorder(self, trial: optuna.Trial) -> MlflowRecorder:
         """A child of the parent run (explicit tag: the parent is not this process's run)."""
         tags = {
             PARENT_TAG: self.parent,
@@ -109,7 +110,7 @@ class Objective:
             STUDY_TAG: self.options.name,
             STATE_TAG: "RUNNING",
         }
-        return TrackingOptions(
+        return MlflowRecorder(
             experiment=self.experiment,
             run_name=f"{self.options.name}-trial-{trial.number}",
             log_model=False,

@@ -17,7 +17,8 @@ from seismic_ml.config import DataConfig, RunConfig, TrainConfig
 from seismic_ml.evaluation.evaluate import EVALUATED_MODEL_TAG, EVALUATED_RUN_TAG
 from seismic_ml.models.configs import AmagV2Config, PhaseNetLSTMConfig
 from seismic_ml.tracking.loader import source_run_id
-from seismic_ml.training.train import TrackingOptions, train
+from seismic_ml.tracking.training_run import MlflowRecorder
+from seismic_ml.training.train import train
 
 pytestmark = pytest.mark.integration
 
@@ -36,14 +37,14 @@ def trained(mlflow_server: str) -> dict:
         data = DataConfig(dataset=DATASET)
         phase_model = PhaseNetLSTMConfig(lstm_hidden_size=8, lstm_bidirectional=False)
         phase = train(
-            RunConfig("phasenet_lstm", phase_model, data, TINY), TrackingOptions(experiment)
+            RunConfig("phasenet_lstm", phase_model, data, TINY), MlflowRecorder(experiment)
         )
         mag_model = AmagV2Config(
             lstm_hidden=8, attention_heads=2, lstm_layers=1, loss="gaussian_nll"
         )
         mag = train(
             RunConfig("amag_v2", mag_model, data, TINY),
-            TrackingOptions(experiment, register_as=name, alias="champion"),
+            MlflowRecorder(experiment, register_as=name, alias="champion"),
         )
         yield {"experiment": experiment, "phase": phase.run_id, "mag": mag.run_id, "name": name}
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])

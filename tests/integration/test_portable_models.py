@@ -28,7 +28,8 @@ from seismic_ml import load_model
 from seismic_ml.serving.windows import frame_from_windows
 from seismic_ml.tracking import model_io
 from seismic_ml.tracking.loader import resolve
-from seismic_ml.training.train import TrackingOptions, train
+from seismic_ml.tracking.training_run import MlflowRecorder
+from seismic_ml.training.train import train
 from tests.conftest import tiny_run_config
 from tests.outside import BLOCK_SEISMIC_ML
 
@@ -74,7 +75,7 @@ def registered(mlflow_server: str) -> Iterator[dict]:
             cfg = tiny_run_config(model_type, epochs=1)
             if task == "magnitude":
                 cfg.model.loss = "gaussian_nll"
-            options = TrackingOptions("portable", register_as=name, alias="champion")
+            options = MlflowRecorder("portable", register_as=name, alias="champion")
             result = train(cfg, options)
             models[task] = {"uri": f"models:/{name}@champion", "name": name,
                             "run_id": result.run_id, "logged": result.model_uri}  # fmt: skip

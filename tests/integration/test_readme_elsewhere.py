@@ -37,7 +37,8 @@ import pytest
 from click.testing import CliRunner
 
 from seismic_ml.cli import cli
-from seismic_ml.training.train import TrackingOptions, train
+from seismic_ml.tracking.training_run import MlflowRecorder
+from seismic_ml.training.train import train
 from tests.conftest import tiny_run_config
 from tests.outside import BLOCK_SEISMIC_ML
 from tests.unit.test_predict import event_file
@@ -73,7 +74,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         patch.setenv("MLFLOW_TRACKING_URI", store)
         patch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         mlflow.set_tracking_uri(store)
-        options = TrackingOptions("elsewhere", register_as="seismic-picker", alias="champion")
+        options = MlflowRecorder("elsewhere", register_as="seismic-picker", alias="champion")
         train(tiny_run_config("phasenet", epochs=1), options)
         yield work
         mlflow.set_tracking_uri(None)

@@ -23,7 +23,8 @@ import pytest
 
 from seismic_ml import load_model
 from seismic_ml.serving.windows import frame_from_windows
-from seismic_ml.training.train import TrackingOptions, train
+from seismic_ml.tracking.training_run import MlflowRecorder
+from seismic_ml.training.train import train
 from tests.conftest import tiny_run_config
 from tests.integration.conftest import MLFLOW
 from tests.processes import free_port, stop_group, wait_answering
@@ -42,7 +43,7 @@ def registered(mlflow_server: str) -> Iterator[str]:
         name = f"served-{uuid.uuid4().hex[:8]}"
         cfg = tiny_run_config("amag_v2", epochs=1)
         cfg.model.loss = "gaussian_nll"
-        train(cfg, TrackingOptions("serving", register_as=name, alias="champion"))
+        train(cfg, MlflowRecorder("serving", register_as=name, alias="champion"))
         yield f"models:/{name}@champion"
 
 
@@ -213,7 +214,7 @@ def test_mlflow_models_predict_on_csv_and_json(tracking_uri, registered, tmp_pat
 
 
 def test_phase_model_answers_picks_with_a_threshold_param(tracking_uri):
-    result = train(tiny_run_config("phasenet", epochs=1), TrackingOptions("serving"))
+    result = train(tiny_run_config("phasenet", epochs=1), MlflowRecorder("serving"))
     model = mlflow.pyfunc.load_model(result.model_uri)
     assert "phase" in model.metadata.get_output_schema().input_names()
     x = _windows(2)

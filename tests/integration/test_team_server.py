@@ -22,7 +22,8 @@ import pytest
 import sqlalchemy
 from mlflow.tracking import MlflowClient
 
-from seismic_ml.training.train import TrackingOptions, train
+from seismic_ml.tracking.training_run import MlflowRecorder
+from seismic_ml.training.train import train
 from tests.conftest import tiny_run_config
 from tests.output import the_error
 from tests.processes import free_port, stop_group, wait_answering
@@ -124,7 +125,7 @@ def test_postgres_server_takes_a_run_and_serves_its_registered_model(
         use_server(server.url)
         result = train(
             tiny_run_config(epochs=1, max_steps_per_epoch=2),
-            TrackingOptions(experiment="team", register_as="team-amag", alias="champion"),
+            MlflowRecorder(experiment="team", register_as="team-amag", alias="champion"),
         )
         run = MlflowClient().get_run(result.run_id)
         assert run.info.status == "FINISHED"

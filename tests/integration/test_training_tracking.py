@@ -19,7 +19,8 @@ from mlflow.tracking import MlflowClient
 
 from seismic_ml.cli import cli
 from seismic_ml.tracking.sender import HEARTBEAT_TAG
-from seismic_ml.training.train import TrackingOptions, train
+from seismic_ml.tracking.training_run import MlflowRecorder
+from seismic_ml.training.train import train
 from tests.conftest import tiny_run_config
 
 pytestmark = pytest.mark.integration
@@ -141,7 +142,7 @@ class ExplodeAfterFirstEpoch:
 def test_exception_marks_the_run_failed(tracking_uri: str, tiny_dataset: str) -> None:
     with pytest.raises(Boom):
         train(
-            tiny_run_config(epochs=3), TrackingOptions(run_name="boom"), [ExplodeAfterFirstEpoch()]
+            tiny_run_config(epochs=3), MlflowRecorder(run_name="boom"), [ExplodeAfterFirstEpoch()]
         )
     run = MlflowClient().search_runs(
         [mlflow.get_experiment_by_name("seismic-ml").experiment_id],
@@ -197,7 +198,7 @@ def test_registered_model_loads_by_alias_in_a_fresh_process(
 ) -> None:
     result = train(
         tiny_run_config(epochs=1),
-        TrackingOptions(register_as="it-amag", alias="champion"),
+        MlflowRecorder(register_as="it-amag", alias="champion"),
     )
     x = np.random.default_rng(1).normal(scale=1e4, size=(2, 3, 3001)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)

@@ -55,9 +55,10 @@ def store_with_two_runs(
     before = mlflow.get_tracking_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
-    from seismic_ml.training.train import TrackingOptions, train
+    from seismic_ml.tracking.training_run import MlflowRecorder
+    from seismic_ml.training.train import train
 
-    options = TrackingOptions(experiment="ui-check", log_model=False)
+    options = MlflowRecorder(experiment="ui-check", log_model=False)
     runs = [
         MlflowClient().get_run(train(tiny_run_config(m, max_steps_per_epoch=1), options).run_id)
         for m in ("amag_v2", "phasenet_mag")

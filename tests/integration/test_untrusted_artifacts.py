@@ -22,7 +22,8 @@ from mlflow.tracking import MlflowClient
 
 from seismic_ml.cli import cli
 from seismic_ml.data.registry import load_dataset
-from seismic_ml.training.train import TrackingOptions, train
+from seismic_ml.tracking.training_run import MlflowRecorder
+from seismic_ml.training.train import train
 from tests.conftest import tiny_run_config
 from tests.output import the_error
 
@@ -90,9 +91,9 @@ def poisoned(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> di
         patch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
         mlflow.set_tracking_uri(mlflow_server)
         name = f"poisoned-{uuid.uuid4().hex[:8]}"
-        options = TrackingOptions("poisoned", register_as=name, alias="champion")
+        options = MlflowRecorder("poisoned", register_as=name, alias="champion")
         mag = train(tiny_run_config("amag_v2", epochs=1), options)
-        phase = train(tiny_run_config("phasenet", epochs=1), TrackingOptions("poisoned"))
+        phase = train(tiny_run_config("phasenet", epochs=1), MlflowRecorder("poisoned"))
         for result, sub in ((mag, "mag"), (phase, "phase")):
             (scratch / sub).mkdir()
             _poison(result.run_id, result.model_uri, marker, scratch / sub)

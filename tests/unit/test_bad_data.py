@@ -19,6 +19,7 @@ from seismic_ml.data.quality import ScreenReport, screen
 from seismic_ml.data.registry import load_dataset
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.models.registry import build_model
+from seismic_ml.tracking.training_run import MlflowRecorder
 from seismic_ml.training.tasks import make_task
 from seismic_ml.training.train import train
 from tests.conftest import tiny_run_config
@@ -115,7 +116,7 @@ def nan_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def nan_run(nan_dataset: Path) -> mlflow.entities.Run:
     """A magnitude training run on the damaged dataset."""
-    result = train(tiny_run_config(dataset=str(nan_dataset)))
+    result = train(tiny_run_config(dataset=str(nan_dataset)), MlflowRecorder())
     return mlflow.get_run(result.run_id)
 
 
@@ -150,7 +151,7 @@ def test_every_trace_of_a_split_bad_is_one_line_and_no_run(tmp_path: Path) -> No
     folder = write(tmp_path / "devnan", rows(), lambda i: damaged(1) if i % 3 == 2 else None)
     before = n_runs()
     with pytest.raises(SeismicMLError) as info:
-        train(tiny_run_config(dataset=str(folder)))
+        train(tiny_run_config(dataset=str(folder)), MlflowRecorder())
     message = one_line(str(info.value))
     assert message.startswith("dev split: every one of its 8 traces is unusable")
     assert "8 with NaN or Inf samples" in message
@@ -183,7 +184,7 @@ def broken_dataset(request: pytest.FixtureRequest, nan_dataset: Path, tmp_path: 
 def test_unreadable_hdf5_in_training_is_one_line_naming_the_file(broken_dataset: Path) -> None:
     before = n_runs()
     with pytest.raises(SeismicMLError) as info:
-        train(tiny_run_config(dataset=str(broken_dataset)))
+        train(tiny_run_config(dataset=str(broken_dataset)), MlflowRecorder())
     message = one_line(str(info.value))
     assert str(broken_dataset / "waveforms.hdf5") in message and "truncated or damaged" in message
     assert n_runs() == before

@@ -14,6 +14,7 @@ import seisbench.data as sbd
 from seismic_ml.data.quality import ScreenReport, missing_waveforms, screen
 from seismic_ml.data.registry import load_dataset
 from seismic_ml.errors import SeismicMLError
+from seismic_ml.tracking.training_run import MlflowRecorder
 from seismic_ml.training.train import train
 from tests.conftest import tiny_run_config
 from tests.unit.test_bad_data import (
@@ -152,7 +153,7 @@ def test_screening_a_million_rows_of_addresses_takes_seconds(clean: Path) -> Non
 @pytest.fixture(scope="module")
 def bad_rows_run(bad_rows: Path) -> mlflow.entities.Run:
     """A magnitude training run on the dataset with three rows naming no waveform."""
-    return mlflow.get_run(train(tiny_run_config(dataset=str(bad_rows))).run_id)
+    return mlflow.get_run(train(tiny_run_config(dataset=str(bad_rows)), MlflowRecorder()).run_id)
 
 
 def test_rows_naming_no_waveform_are_left_out_of_a_finished_run(
@@ -186,7 +187,7 @@ def test_a_split_of_rows_all_naming_no_waveform_is_one_line_and_no_run(
     folder = rename(copy_of(clean, tmp_path / "d"), dev)
     before = n_runs()
     with pytest.raises(SeismicMLError) as info:
-        train(tiny_run_config(dataset=str(folder)))
+        train(tiny_run_config(dataset=str(folder)), MlflowRecorder())
     assert one_line(str(info.value)) == (
         f"dev split: every one of its 8 traces names no waveform in {folder / 'waveforms.hdf5'} "
         "(e.g. 'bucket9$2,:3,:6000')"

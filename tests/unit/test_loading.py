@@ -221,9 +221,10 @@ def test_a_resume_refuses_a_run_whose_model_args_contradict_its_params(
     from mlflow.tracking import MlflowClient
 
     from seismic_ml.cli import cli
-    from seismic_ml.training.train import TrackingOptions, train
+    from seismic_ml.tracking.training_run import MlflowRecorder
+    from seismic_ml.training.train import train
 
-    result = train(tiny_run_config(epochs=1), TrackingOptions("loading", log_model=False))
+    result = train(tiny_run_config(epochs=1), MlflowRecorder("loading", log_model=False))
     args = json.loads(mlflow.artifacts.load_text(f"runs:/{result.run_id}/weights/model_args.json"))
     args["model_args"]["dropout"] = 0.5
     (tmp_path / "model_args.json").write_text(json.dumps(args))
@@ -238,9 +239,10 @@ def test_a_resume_refuses_a_run_whose_model_args_contradict_its_params(
 
 def test_a_trained_run_loads_by_run_id_with_the_same_outputs(tiny_dataset: str) -> None:
     import seismic_ml
-    from seismic_ml.training.train import TrackingOptions, train
+    from seismic_ml.tracking.training_run import MlflowRecorder
+    from seismic_ml.training.train import train
 
-    result = train(tiny_run_config(epochs=1), TrackingOptions("loading", log_model=False))
+    result = train(tiny_run_config(epochs=1), MlflowRecorder("loading", log_model=False))
     loaded = seismic_ml.load_model(result.run_id)
     assert isinstance(loaded, seismic_ml.TrainedModel)
     assert loaded.run_id == result.run_id and loaded.name is None

@@ -156,7 +156,8 @@ def test_hostile_thresholds_are_refused_in_one_line(tmp_path: Path, value: objec
 @pytest.fixture(scope="module")
 def trained(tiny_dataset: str) -> dict:
     """A phasenet trained just enough (fp32, seeded) to pick S, and often P, within 0.5 s."""
-    from seismic_ml.training.train import TrackingOptions, train
+    from seismic_ml.tracking.training_run import MlflowRecorder
+    from seismic_ml.training.train import train
 
     cfg = tiny_run_config(
         "phasenet",
@@ -166,7 +167,7 @@ def trained(tiny_dataset: str) -> dict:
         learning_rate=1e-2,
         precision="fp32",
     )
-    result = train(cfg, TrackingOptions("pick-thresholds"))
+    result = train(cfg, MlflowRecorder("pick-thresholds"))
     return {"result": result, "run_id": result.run_id, "cfg": cfg}
 
 
@@ -356,9 +357,10 @@ def test_predict_refuses_a_model_with_hostile_thresholds_in_one_line(
 
 
 def test_magnitude_models_have_no_thresholds(tiny_dataset: str):
-    from seismic_ml.training.train import TrackingOptions, train
+    from seismic_ml.tracking.training_run import MlflowRecorder
+    from seismic_ml.training.train import train
 
-    result = train(tiny_run_config("amag_v2"), TrackingOptions("pick-thresholds", log_model=False))
+    result = train(tiny_run_config("amag_v2"), MlflowRecorder("pick-thresholds", log_model=False))
     args = json.loads(mlflow.artifacts.load_text(f"runs:/{result.run_id}/weights/model_args.json"))
     assert "thresholds" not in args
     assert load_model(result.run_id).thresholds == {}

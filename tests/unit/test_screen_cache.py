@@ -24,6 +24,7 @@ from seismic_ml.data.waveforms import (
     trace_lengths,
 )
 from seismic_ml.models.registry import build_model
+from seismic_ml.tracking.training_run import MlflowRecorder
 from seismic_ml.training import tasks
 from seismic_ml.training.tasks import make_task, reuse_prepared_splits
 from seismic_ml.training.train import train
@@ -374,8 +375,12 @@ def test_data_key_names_what_decides_the_splits() -> None:
 
 
 def test_a_run_logs_its_prepare_time_and_screening_keys(dataset_dir: Path) -> None:
-    runs = [mlflow.get_run(train(tiny_run_config(dataset=str(dataset_dir))).run_id)]
-    runs.append(mlflow.get_run(train(tiny_run_config(dataset=str(dataset_dir))).run_id))
+    runs = [
+        mlflow.get_run(train(tiny_run_config(dataset=str(dataset_dir)), MlflowRecorder()).run_id)
+    ]
+    runs.append(
+        mlflow.get_run(train(tiny_run_config(dataset=str(dataset_dir)), MlflowRecorder()).run_id)
+    )
     for run, origin in zip(runs, ["screened", "cached"], strict=True):
         params = run.data.params
         [prepare] = mlflow.MlflowClient().get_metric_history(run.info.run_id, "data/prepare_s")
@@ -394,7 +399,10 @@ def test_a_run_logs_its_prepare_time_and_screening_keys(dataset_dir: Path) -> No
 
 def test_trials_in_one_worker_reuse_their_splits(tiny_dataset: str) -> None:
     with reuse_prepared_splits():
-        ids = [train(tiny_run_config(dataset=tiny_dataset, seed=s)).run_id for s in (1, 2)]
+        ids = [
+            train(tiny_run_config(dataset=tiny_dataset, seed=s), MlflowRecorder()).run_id
+            for s in (1, 2)
+        ]
     params = [mlflow.get_run(i).data.params for i in ids]
     assert params[1]["data.train_screening"] == params[1]["data.dev_screening"] == "reused"
     assert params[0]["data.train_screening_key"] == params[1]["data.train_screening_key"]

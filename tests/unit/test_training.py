@@ -147,11 +147,12 @@ def test_every_model_type_trains_one_step(tiny_dataset: str) -> None:
 def test_bad_dataset_fails_before_any_run_is_written(tmp_path) -> None:
     import mlflow
 
-    from seismic_ml.training.train import TrackingOptions, train
+    from seismic_ml.tracking.training_run import MlflowRecorder
+    from seismic_ml.training.train import train
 
     cfg = tiny_run_config(dataset=str(tmp_path / "missing"))
     with pytest.raises(SeismicMLError, match="unknown dataset"):
-        train(cfg, TrackingOptions(experiment="bad-data"))
+        train(cfg, MlflowRecorder(experiment="bad-data"))
     experiment = mlflow.get_experiment_by_name("bad-data")
     runs = mlflow.search_runs([experiment.experiment_id]) if experiment else []
     assert len(runs) == 0
@@ -171,10 +172,11 @@ class InterruptAtStep:
 def test_interrupted_run_resumes_without_logging_a_step_twice(tiny_dataset: str) -> None:
     from mlflow.tracking import MlflowClient
 
-    from seismic_ml.training.train import TrackingOptions, resume_config, train
+    from seismic_ml.tracking.training_run import MlflowRecorder, resume_config
+    from seismic_ml.training.train import train
 
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_run_config(epochs=2), TrackingOptions(run_name="ctrl-c"), [InterruptAtStep()])
+        train(tiny_run_config(epochs=2), MlflowRecorder(run_name="ctrl-c"), [InterruptAtStep()])
     client = MlflowClient()
     run = client.search_runs(
         [client.get_experiment_by_name("seismic-ml").experiment_id],
@@ -184,7 +186,7 @@ def test_interrupted_run_resumes_without_logging_a_step_twice(tiny_dataset: str)
     assert run.info.status == "KILLED"
     before = {m.step: m.value for m in client.get_metric_history(run_id, "lr")}
     assert sorted(before) == [0, 1, 2, 3, 4]  # the interrupted epoch's steps were flushed
-    train(resume_config(run_id, "magnitude", epochs=2), TrackingOptions(resume=run_id))
+    train(resume_config(run_id, "magnitude", epochs=2), MlflowRecorder(resume=run_id))
     after = client.get_metric_history(run_id, "lr")
     assert sorted(m.step for m in after) == [0, 1, 2, 3, 4, 5]
     assert {m.step: m.value for m in after if m.step in before} == before
