@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -33,10 +33,10 @@ from torch import nn
 
 from seismic_ml import __version__
 from seismic_ml.errors import SeismicMLError, first_line
-from seismic_ml.tracking.artifacts import model_args
+from seismic_ml.model_files import model_args
 
 if TYPE_CHECKING:
-    from seismic_ml.tracking.loader import TrainedModel
+    from seismic_ml.config import RunConfig
 
 FORMATS = ("seisbench", "onnx")
 ONNX_TOLERANCE = 1e-4  # max abs difference onnxruntime may show against torch
@@ -46,6 +46,22 @@ CHECK_BATCHES = (1, 3)
 COUNTS_SCALE = 1e3  # raw counts of the check inputs
 ONNX_INPUT = "waveforms"
 ONNX_PACKAGES = "onnx, onnxruntime and onnxscript"
+
+
+class TrainedModel(Protocol):
+    """What an export reads of a trained model (tracking.loader.TrainedModel is one)."""
+
+    config: RunConfig
+    module: nn.Module
+    run_id: str
+    uri: str
+    thresholds: dict[str, float]
+
+    @property
+    def task(self) -> str: ...
+
+    @property
+    def model_type(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import seisbench.data as sbd
 import torch
 from torch import nn
 
+from seismic_ml import pick_scores
 from seismic_ml.config import RunConfig
 from seismic_ml.data.batches import PhaseBatches
 from seismic_ml.data.registry import SAMPLING_RATE
@@ -76,7 +77,7 @@ def score_phase(
 
 def dev_thresholds(
     model: nn.Module, data: sbd.WaveformDataset, cfg: RunConfig, batch_size: int
-) -> dict[str, metrics.TunedThreshold]:
+) -> dict[str, pick_scores.TunedThreshold]:
     """Per phase, the F1-maximising pick threshold on the fixed windows of (a dev) split."""
     model = ready(model)
     _, table = pick_table(model, data, cfg, batch_size, baseline=False)

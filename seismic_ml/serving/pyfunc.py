@@ -26,7 +26,7 @@ class SeismicModel(PythonModel):
 
     def load_context(self, context: PythonModelContext) -> None:
         """Build the network from model_args.json + safetensors; read the request limit."""
-        from seismic_ml.tracking.artifacts import (
+        from seismic_ml.model_files import (
             ARGS_FILE,
             check_thresholds,
             read_model_args,

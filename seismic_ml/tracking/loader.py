@@ -25,10 +25,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from torch import nn
 
+from seismic_ml import model_files
 from seismic_ml.config import RunConfig
 from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.serving.windows import pick_thresholds, predict_windows
-from seismic_ml.tracking import artifacts, model_io
+from seismic_ml.tracking import model_io
 from seismic_ml.tracking.store import CHOOSE_STORE
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -87,20 +88,20 @@ def load_source(source: Source, uri: str = "") -> TrainedModel:
     cfg = RunConfig.from_params(run.data.params)
     files = _model_files(run, source.model_id)
     if files.model_args is None:  # the oldest safe format: weights beside the params
-        module, thresholds = artifacts.build_module(cfg, files.weights), {}
+        module, thresholds = model_files.build_module(cfg, files.weights), {}
     else:
         args = _checked_args(files.model_args, files.where, cfg, source.run_id)
-        module = artifacts.rebuild(args, files.weights)
-        thresholds = artifacts.check_thresholds(args.get("thresholds"), artifacts.ARGS_FILE)
+        module = model_files.rebuild(args, files.weights)
+        thresholds = model_files.check_thresholds(args.get("thresholds"), model_files.ARGS_FILE)
     thresholds = thresholds if cfg.task == "phase" else {}
     return TrainedModel(cfg, module, source.run_id, source.name, source.version, uri, thresholds)
 
 
 def _checked_args(path: Path, where: str, cfg: RunConfig, run_id: str) -> dict[str, Any]:
     """A model_args.json that agrees with the run's params; a contradiction is one line."""
-    args = artifacts.read_model_args(path)
+    args = model_files.read_model_args(path)
     try:
-        artifacts.check_against_params(args, cfg)
+        model_files.check_against_params(args, cfg)
     except SeismicMLError as exc:
         raise SeismicMLError(f"run {run_id} ({where}): {exc}") from None
     return args
@@ -112,7 +113,7 @@ def _model_files(run: Any, model_id: str | None) -> model_io.ModelFiles:
     if files is None:
         raise SeismicMLError(
             f"run {run.info.run_id} predates safe model artifacts (no logged model, no "
-            f"{artifacts.WEIGHTS_DIR}/{artifacts.WEIGHTS_FILE}): retrain it, or resume it with "
+            f"{model_files.WEIGHTS_DIR}/{model_files.WEIGHTS_FILE}): retrain it, or resume it with "
             "--resume to log them"
         )
     return files
@@ -121,7 +122,7 @@ def _model_files(run: Any, model_id: str | None) -> model_io.ModelFiles:
 def _find_files(run: Any, model_id: str | None) -> model_io.ModelFiles | None:
     """The run's model files (None: it has none); a store that cannot say is one line."""
     try:
-        return model_io.model_files(run, model_id)
+        return model_io.find_model_files(run, model_id)
     except MlflowException as exc:
         raise SeismicMLError(
             f"cannot find the model files of run {run.info.run_id}: {first_line(exc)}"
@@ -135,7 +136,7 @@ def check_run_model(run_id: str) -> None:
         place = model_io.model_place(run)
     except MlflowException as exc:
         raise SeismicMLError(f"cannot find the model of run {run_id}: {first_line(exc)}") from exc
-    path = place.fetch_if_there(artifacts.ARGS_FILE)
+    path = place.fetch_if_there(model_files.ARGS_FILE)
     if path is not None:
         _checked_args(path, place.where, RunConfig.from_params(run.data.params), run_id)
 

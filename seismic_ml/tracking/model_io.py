@@ -25,11 +25,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from torch import nn
 
+from seismic_ml import model_files
 from seismic_ml.config import RunConfig
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.serving.signature import model_signature
 from seismic_ml.serving.windows import frame_from_windows
-from seismic_ml.tracking import artifacts
 from seismic_ml.tracking.store import CHOOSE_STORE
 
 MODEL_NAME = "model"
@@ -74,7 +74,7 @@ def log_model(
 ) -> str:
     """Log a self-contained pyfunc from code (package code, model files, metadata); its URI."""
     with tempfile.TemporaryDirectory() as tmp:
-        files = artifacts.write_model_files(model, cfg, Path(tmp), thresholds)
+        files = model_files.write_model_files(model, cfg, Path(tmp), thresholds)
         args = json.loads(files["model_args"].read_text())
         info = mlflow.pyfunc.log_model(
             name=MODEL_NAME,
@@ -97,7 +97,7 @@ def model_metadata(args: Mapping[str, Any], run_id: str, dataset: str) -> dict[s
         metadata["thresholds"] = args.get("thresholds", {})
     metadata.update({"training_run_id": run_id, "dataset": dataset})
     metadata["dataset_digest"] = training_digest(run_id) if run_id else ""
-    metadata["format"] = f"{artifacts.ARGS_FILE} + {artifacts.WEIGHTS_FILE}"
+    metadata["format"] = f"{model_files.ARGS_FILE} + {model_files.WEIGHTS_FILE}"
     metadata["seismic_ml_version"] = args.get("seismic_ml_version", "")
     return metadata
 
@@ -195,7 +195,7 @@ class ModelPlace:
     def fetch(self, name: str) -> Path:
         """One of the files, downloaded into a temporary folder (missing: SeismicMLError)."""
         if not self.base_uri:
-            return download_artifact(self.run_id, f"{artifacts.WEIGHTS_DIR}/{name}")
+            return download_artifact(self.run_id, f"{model_files.WEIGHTS_DIR}/{name}")
         target = tempfile.mkdtemp(prefix="seismic_ml_artifact_")
         uri = f"{self.base_uri}/{name}"
         try:
@@ -212,22 +212,22 @@ def model_place(run: mlflow.entities.Run, model_id: str | None = None) -> ModelP
     """The logged model model_id names, else the run's newest logged model, else weights/."""
     logged, client = logged_model(run, model_id), MlflowClient()
     if logged is None:
-        listed = client.list_artifacts(run.info.run_id, artifacts.WEIGHTS_DIR)
+        listed = client.list_artifacts(run.info.run_id, model_files.WEIGHTS_DIR)
         names = frozenset(Path(f.path).name for f in listed)
-        return ModelPlace(f"{artifacts.WEIGHTS_DIR}/", run.info.run_id, names)
+        return ModelPlace(f"{model_files.WEIGHTS_DIR}/", run.info.run_id, names)
     listed = client.list_logged_model_artifacts(logged.model_id, MODEL_ARTIFACTS)
     names = frozenset(Path(f.path).name for f in listed)
     base = f"{logged.artifact_location.rstrip('/')}/{MODEL_ARTIFACTS}"
     return ModelPlace(f"model {logged.model_id}", run.info.run_id, names, base)
 
 
-def model_files(run: mlflow.entities.Run, model_id: str | None = None) -> ModelFiles | None:
+def find_model_files(run: mlflow.entities.Run, model_id: str | None = None) -> ModelFiles | None:
     """A run's model files (see model_place); None when it has no weights there."""
     place = model_place(run, model_id)
-    if artifacts.WEIGHTS_FILE not in place.names and not place.base_uri:
+    if model_files.WEIGHTS_FILE not in place.names and not place.base_uri:
         return None
-    weights = place.fetch(artifacts.WEIGHTS_FILE)  # a logged model without them: one line
-    return ModelFiles(place.where, place.fetch_if_there(artifacts.ARGS_FILE), weights)
+    weights = place.fetch(model_files.WEIGHTS_FILE)  # a logged model without them: one line
+    return ModelFiles(place.where, place.fetch_if_there(model_files.ARGS_FILE), weights)
 
 
 def logged_model(run: mlflow.entities.Run, model_id: str | None = None) -> Any:

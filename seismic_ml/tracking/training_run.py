@@ -20,8 +20,8 @@ from torch import nn
 
 from seismic_ml.config import RunConfig
 from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
+from seismic_ml.model_files import WEIGHTS_DIR, write_model_files
 from seismic_ml.tracking import claims, history, local, model_io
-from seismic_ml.tracking.artifacts import WEIGHTS_DIR, write_model_files
 from seismic_ml.tracking.datasets import log_split
 from seismic_ml.tracking.loader import check_run_model
 from seismic_ml.tracking.logger import CHECKPOINT_DIR, MlflowLogger

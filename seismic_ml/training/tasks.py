@@ -30,8 +30,8 @@ from seismic_ml.data.waveforms import (
     split_budgets,
     waveform_bytes,
 )
-from seismic_ml.evaluation.metrics import best_threshold
 from seismic_ml.models.magnitude import magnitude_loss
+from seismic_ml.pick_scores import best_threshold
 
 SAMPLING_RATE = 100.0
 

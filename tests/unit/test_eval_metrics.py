@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from seismic_ml import pick_scores
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.evaluation import metrics
 
@@ -64,11 +65,11 @@ PROB = np.array([0.9, 0.9, 0.2, 0.8, 0.1])
 
 
 def test_pick_scores_within_tolerances():
-    tight = metrics.pick_scores(ONSET, PICK, PROB, 0.3, 0.1, 100.0)
+    tight = pick_scores.pick_scores(ONSET, PICK, PROB, 0.3, 0.1, 100.0)
     assert tight == pytest.approx({"precision": 1 / 3, "recall": 1 / 3, "f1": 1 / 3})
-    loose = metrics.pick_scores(ONSET, PICK, PROB, 0.3, 0.5, 100.0)
+    loose = pick_scores.pick_scores(ONSET, PICK, PROB, 0.3, 0.5, 100.0)
     assert loose == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3})
-    nothing = metrics.pick_scores(ONSET, PICK, PROB, 0.95, 0.5, 100.0)
+    nothing = pick_scores.pick_scores(ONSET, PICK, PROB, 0.95, 0.5, 100.0)
     assert nothing == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
 
 

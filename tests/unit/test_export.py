@@ -16,10 +16,10 @@ import torch
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
+from seismic_ml import model_files
 from seismic_ml.cli.evaluation import predict
 from seismic_ml.cli.export import export
 from seismic_ml.models.registry import build_model, model_types
-from seismic_ml.tracking import artifacts
 from seismic_ml.tracking.loader import load_model
 from tests.conftest import tiny_run_config
 from tests.unit.test_predict import event_file, read_table
@@ -43,8 +43,8 @@ def _log(model_type: str, folder: Path, thresholds: dict | None = None) -> str:
     mlflow.set_experiment("export-tests")
     with mlflow.start_run() as run:
         mlflow.log_params(cfg.to_params())
-        artifacts.write_model_files(model, cfg, folder, thresholds)
-        mlflow.log_artifacts(str(folder), artifacts.WEIGHTS_DIR)
+        model_files.write_model_files(model, cfg, folder, thresholds)
+        mlflow.log_artifacts(str(folder), model_files.WEIGHTS_DIR)
     return run.info.run_id
 
 

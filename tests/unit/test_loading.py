@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
+from seismic_ml import model_files
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.models.registry import build_model, model_types
 from seismic_ml.serving.windows import frame_from_windows, peak_samples, windows_from_frame
-from seismic_ml.tracking import artifacts
 from tests.conftest import tiny_run_config
 from tests.output import the_error
 
@@ -27,17 +27,17 @@ def test_every_model_type_rebuilds_from_its_files(model_type: str, tmp_path: Pat
     cfg = tiny_run_config(model_type)
     torch.manual_seed(0)
     model = build_model(model_type, cfg.model).eval()
-    files = artifacts.write_model_files(model, cfg, tmp_path)
+    files = model_files.write_model_files(model, cfg, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors", "model_args.json"]
-    args = artifacts.read_model_args(files["model_args"])
-    rebuilt = artifacts.rebuild(args, files["weights"])
+    args = model_files.read_model_args(files["model_args"])
+    rebuilt = model_files.rebuild(args, files["weights"])
     assert type(rebuilt) is type(model)
     assert rebuilt.get_model_args() == model.get_model_args()
     x = torch.randn(2, 3, int(model.in_samples)) * 1e3
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), model(x))
     assert not rebuilt.training
-    artifacts.check_against_params(args, cfg)  # the params agree with the file
+    model_files.check_against_params(args, cfg)  # the params agree with the file
 
 
 @pytest.mark.parametrize("model_type", model_types())
@@ -45,7 +45,7 @@ def test_model_args_follow_seisbenchs_convention(model_type: str, tmp_path: Path
     """Every constructor argument, then what a consumer must know; cls(**args) rebuilds it."""
     cfg = tiny_run_config(model_type)
     model = build_model(model_type, cfg.model)
-    args = json.loads(artifacts.write_model_files(model, cfg, tmp_path)["model_args"].read_text())
+    args = json.loads(model_files.write_model_files(model, cfg, tmp_path)["model_args"].read_text())
     assert args["format_version"] == 2
     assert (args["task"], args["model_type"]) == (cfg.task, model_type)
     assert args["sampling_rate"] == 100.0 and args["component_order"] == "ZNE"
@@ -58,19 +58,19 @@ def test_model_args_follow_seisbenchs_convention(model_type: str, tmp_path: Path
         for key in ("sampling_rate", "component_order", "in_samples"):
             assert args["model_args"][key] == getattr(model, key) == args[key]
     rebuilt = type(model)(**args["model_args"])
-    rebuilt.load_state_dict(artifacts.read_weights(tmp_path / "model.safetensors"))
+    rebuilt.load_state_dict(model_files.read_weights(tmp_path / "model.safetensors"))
 
 
 def test_weights_of_another_config_are_a_clear_error(tmp_path: Path) -> None:
     cfg = tiny_run_config("amag_v2")
-    files = artifacts.write_model_files(build_model("amag_v2", cfg.model), cfg, tmp_path)
+    files = model_files.write_model_files(build_model("amag_v2", cfg.model), cfg, tmp_path)
     other = tiny_run_config("phasenet_mag")
     with pytest.raises(SeismicMLError, match="do not fit a phasenet_mag"):
-        artifacts.build_module(other, files["weights"])
-    args = artifacts.read_model_args(files["model_args"])
+        model_files.build_module(other, files["weights"])
+    args = model_files.read_model_args(files["model_args"])
     args["model_args"]["lstm_hidden"] = 16
     with pytest.raises(SeismicMLError, match="do not fit a amag_v2 built from its model_args"):
-        artifacts.rebuild(args, files["weights"])
+        model_files.rebuild(args, files["weights"])
 
 
 @pytest.mark.parametrize(
@@ -88,11 +88,11 @@ def test_model_args_that_contradict_the_params_are_one_line(
     change: dict, message: str, tmp_path: Path
 ) -> None:
     cfg = tiny_run_config("amag_v2")
-    files = artifacts.write_model_files(build_model("amag_v2", cfg.model), cfg, tmp_path)
-    args = artifacts.read_model_args(files["model_args"])
+    files = model_files.write_model_files(build_model("amag_v2", cfg.model), cfg, tmp_path)
+    args = model_files.read_model_args(files["model_args"])
     args["model_args"].update(change)
     with pytest.raises(SeismicMLError) as info:
-        artifacts.check_against_params(args, cfg)
+        model_files.check_against_params(args, cfg)
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
@@ -110,11 +110,11 @@ def test_hostile_model_args_are_refused_before_building(
     change: dict, message: str, tmp_path: Path
 ) -> None:
     cfg = tiny_run_config("amag_v2")
-    files = artifacts.write_model_files(build_model("amag_v2", cfg.model), cfg, tmp_path)
-    args = artifacts.read_model_args(files["model_args"])
+    files = model_files.write_model_files(build_model("amag_v2", cfg.model), cfg, tmp_path)
+    args = model_files.read_model_args(files["model_args"])
     args["model_args"].update(change)
     with pytest.raises(SeismicMLError) as info:
-        artifacts.rebuild(args, files["weights"])
+        model_files.rebuild(args, files["weights"])
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
@@ -133,24 +133,24 @@ def test_model_args_that_name_no_known_model_are_one_line(
     path = tmp_path / "model_args.json"
     path.write_text(json.dumps(args))
     with pytest.raises(SeismicMLError, match=message):
-        artifacts.read_model_args(path)
+        model_files.read_model_args(path)
 
 
 def test_previous_format_model_args_still_load(tmp_path: Path) -> None:
     """Format 1 kept the config's fields under "model" (and a run_config.json beside)."""
     cfg = tiny_run_config("phasenet_lstm")
     model = build_model("phasenet_lstm", cfg.model).eval()
-    files = artifacts.write_model_files(model, cfg, tmp_path, {"P": 0.4})
+    files = model_files.write_model_files(model, cfg, tmp_path, {"P": 0.4})
     old = {"format_version": 1, "task": "phase", "model_type": "phasenet_lstm",
            "model": dataclasses.asdict(cfg.model), "in_samples": 3001, "sampling_rate": 100.0,
            "component_order": "ZNE", "labels": "NPS", "thresholds": {"P": 0.4}}  # fmt: skip
     files["model_args"].write_text(json.dumps(old))
-    args = artifacts.read_model_args(files["model_args"])
-    artifacts.check_against_params(args, cfg)
+    args = model_files.read_model_args(files["model_args"])
+    model_files.check_against_params(args, cfg)
     x = torch.randn(1, 3, 3001)
     with torch.no_grad():
-        torch.testing.assert_close(artifacts.rebuild(args, files["weights"])(x), model(x))
-    assert artifacts.read_thresholds(files["model_args"]) == {"P": 0.4}
+        torch.testing.assert_close(model_files.rebuild(args, files["weights"])(x), model(x))
+    assert model_files.read_thresholds(files["model_args"]) == {"P": 0.4}
 
 
 def _logged_run(params_cfg, model, files_cfg, folder: Path, old: dict | None = None) -> str:
@@ -158,14 +158,14 @@ def _logged_run(params_cfg, model, files_cfg, folder: Path, old: dict | None = N
     old, when given, replaces model_args.json and adds the previous format's run_config.json."""
     import mlflow
 
-    files = artifacts.write_model_files(model, files_cfg, folder)
+    files = model_files.write_model_files(model, files_cfg, folder)
     if old is not None:
         files["model_args"].write_text(json.dumps(old))
         (folder / "run_config.json").write_text(json.dumps(files_cfg.to_params()))
     mlflow.set_experiment("loading")
     with mlflow.start_run() as run:
         mlflow.log_params(params_cfg.to_params())
-        mlflow.log_artifacts(str(folder), artifacts.WEIGHTS_DIR)
+        mlflow.log_artifacts(str(folder), model_files.WEIGHTS_DIR)
     return run.info.run_id
 
 

@@ -329,7 +329,7 @@ def test_a_run_of_in_range_sizes_that_multiply_up_is_refused_by_every_loader(
     tmp_path: Path,
 ) -> None:
     """A stored run whose params each fit but whose network would not: load_model and eval."""
-    from seismic_ml.tracking.artifacts import read_model_args, rebuild
+    from seismic_ml.model_files import read_model_args, rebuild
     from seismic_ml.tracking.loader import load_model
 
     params = RunConfig("amag_v2", ABSURD).to_params()

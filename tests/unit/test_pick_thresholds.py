@@ -18,6 +18,7 @@ import torch
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
+from seismic_ml import model_files, pick_scores
 from seismic_ml.cli.evaluation import eval_phase, predict
 from seismic_ml.config import RunConfig
 from seismic_ml.data.registry import load_dataset
@@ -25,7 +26,7 @@ from seismic_ml.errors import SeismicMLError
 from seismic_ml.evaluation import metrics
 from seismic_ml.models.configs import PhaseNetConfig
 from seismic_ml.models.registry import build_model
-from seismic_ml.tracking import artifacts, model_io
+from seismic_ml.tracking import model_io
 from seismic_ml.tracking.loader import load_model
 from seismic_ml.training.tasks import PhaseTask
 from tests.conftest import tiny_run_config
@@ -44,10 +45,10 @@ PROB = np.array([0.9, 0.95, 0.2, 0.8, 0.1])
 def test_best_threshold_known_answer():
     # threshold 0.1: 5 picks, 2 hits -> F1 4/8; 0.2: 4/7; 0.8: 4/6; 0.9: 2 picks 2 hits -> 4/5;
     # 0.95: 1 pick 1 hit -> 2/4
-    tuned = metrics.best_threshold(ONSET, PICK, PROB, 100.0)
-    assert tuned == metrics.TunedThreshold(0.9, pytest.approx(0.8))
+    tuned = pick_scores.best_threshold(ONSET, PICK, PROB, 100.0)
+    assert tuned == pick_scores.TunedThreshold(0.9, pytest.approx(0.8))
     # at 0.1 s tolerance window 1 (0.3 s off) misses: 0.95 -> 1 pick 0 hits; 0.9 -> 2/5 best
-    tight = metrics.best_threshold(ONSET, PICK, PROB, 100.0, tolerance_s=0.1)
+    tight = pick_scores.best_threshold(ONSET, PICK, PROB, 100.0, tolerance_s=0.1)
     assert tight.threshold == 0.9 and tight.f1 == pytest.approx(2 / 5)
 
 
@@ -56,20 +57,20 @@ def test_best_threshold_ties_go_to_the_lower_threshold():
     onset = np.array([10.0, 10.0, np.nan, np.nan])
     pick = np.array([10.0, 12.0, 500.0, 900.0])
     prob = np.array([0.9, 0.3, 0.5, 0.6])
-    assert metrics.best_threshold(onset, pick, prob, 100.0).threshold == 0.3
-    assert metrics.pick_scores(onset, pick, prob, 0.9, 0.5, 100.0)["f1"] == pytest.approx(2 / 3)
+    assert pick_scores.best_threshold(onset, pick, prob, 100.0).threshold == 0.3
+    assert pick_scores.pick_scores(onset, pick, prob, 0.9, 0.5, 100.0)["f1"] == pytest.approx(2 / 3)
 
 
 def test_best_threshold_without_any_hit_is_nan_and_a_peak_of_one_stays_below_one():
-    miss = metrics.best_threshold([100.0, np.nan], [900.0, 5.0], [0.8, 0.7], 100.0)
+    miss = pick_scores.best_threshold([100.0, np.nan], [900.0, 5.0], [0.8, 0.7], 100.0)
     assert math.isnan(miss.threshold) and miss.f1 == 0.0
-    empty = metrics.best_threshold([], [], [], 100.0)
+    empty = pick_scores.best_threshold([], [], [], 100.0)
     assert math.isnan(empty.threshold)
-    certain = metrics.best_threshold([100.0, np.nan], [100.0, 5.0], [1.0, 0.7], 100.0)
+    certain = pick_scores.best_threshold([100.0, np.nan], [100.0, 5.0], [1.0, 0.7], 100.0)
     assert 0.7 < certain.threshold < 1.0 and certain.f1 == 1.0
     # NaN peaks (a phase the window has no curve for) are never picked
-    partial = metrics.best_threshold([100.0, 100.0], [100.0, 100.0], [0.6, np.nan], 100.0)
-    assert partial == metrics.TunedThreshold(0.6, pytest.approx(2 / 3))
+    partial = pick_scores.best_threshold([100.0, 100.0], [100.0, 100.0], [0.6, np.nan], 100.0)
+    assert partial == pick_scores.TunedThreshold(0.6, pytest.approx(2 / 3))
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -80,9 +81,9 @@ def test_best_threshold_is_the_maximum_of_pick_scores_over_every_threshold(seed:
     pick = np.where(rng.random(n) < 0.5, onset + rng.normal(0, 40, n), rng.integers(0, 3001, n))
     pick = np.nan_to_num(pick, nan=1000.0).round()
     prob = rng.choice(np.round(rng.uniform(0.01, 1.0, 20), 2), n)  # repeated peaks, 1.0 maybe
-    tuned = metrics.best_threshold(onset, pick, prob, 100.0)
+    tuned = pick_scores.best_threshold(onset, pick, prob, 100.0)
     grid = np.unique(np.concatenate([prob, np.linspace(0.001, 0.999, 999)]))  # all in (0, 1]
-    f1 = np.array([metrics.pick_scores(onset, pick, prob, t, 0.5, 100.0)["f1"] for t in grid])
+    f1 = np.array([pick_scores.pick_scores(onset, pick, prob, t, 0.5, 100.0)["f1"] for t in grid])
     assert tuned.f1 == pytest.approx(f1.max())
     lowest = grid[np.flatnonzero(np.isclose(f1, f1.max()))[0]]
     # the lowest peak that reaches the maximum: any threshold in (previous peak, it] picks alike
@@ -99,7 +100,7 @@ def test_tuned_pick_metrics_score_a_table_at_per_phase_thresholds():
     assert found["s_precision_tuned_0.5s"] == pytest.approx(2 / 5)
     assert found["s_recall_tuned_0.5s"] == pytest.approx(2 / 3)
     tuned = metrics.tune_thresholds(table, 100.0, "PS")
-    assert tuned["P"] == tuned["S"] == metrics.best_threshold(ONSET, PICK, PROB, 100.0)
+    assert tuned["P"] == tuned["S"] == pick_scores.best_threshold(ONSET, PICK, PROB, 100.0)
 
 
 def test_phase_task_reports_threshold_and_f1_from_log_probabilities():
@@ -124,13 +125,13 @@ def test_phase_task_reports_threshold_and_f1_from_log_probabilities():
 def test_model_args_hold_thresholds_only_when_tuned(tmp_path: Path):
     cfg = tiny_run_config("phasenet")
     model = build_model("phasenet", cfg.model)
-    files = artifacts.write_model_files(model, cfg, tmp_path / "a", {"P": 0.41, "S": 0.27})
+    files = model_files.write_model_files(model, cfg, tmp_path / "a", {"P": 0.41, "S": 0.27})
     args = json.loads(files["model_args"].read_text())
     assert args["thresholds"] == {"P": 0.41, "S": 0.27}
-    assert artifacts.read_thresholds(files["model_args"]) == {"P": 0.41, "S": 0.27}
-    plain = artifacts.write_model_files(model, cfg, tmp_path / "b")
+    assert model_files.read_thresholds(files["model_args"]) == {"P": 0.41, "S": 0.27}
+    plain = model_files.write_model_files(model, cfg, tmp_path / "b")
     assert "thresholds" not in json.loads(plain["model_args"].read_text())
-    assert artifacts.read_thresholds(plain["model_args"]) == {}
+    assert model_files.read_thresholds(plain["model_args"]) == {}
 
 
 HOSTILE = [{"P": 7}, {"P": "0.3"}, {"P": 0.0}, {"S": 1.0}, {"P": True}, {"X": 0.3}, "0.3", [0.3]]
@@ -138,16 +139,16 @@ HOSTILE = [{"P": 7}, {"P": "0.3"}, {"P": 0.0}, {"S": 1.0}, {"P": True}, {"X": 0.
 
 @pytest.mark.parametrize("value", HOSTILE, ids=[json.dumps(v) for v in HOSTILE])
 def test_hostile_thresholds_are_refused_in_one_line(tmp_path: Path, value: object):
-    path = tmp_path / artifacts.ARGS_FILE
+    path = tmp_path / model_files.ARGS_FILE
     path.write_text(json.dumps({"task": "phase", "thresholds": value}))
     with pytest.raises(SeismicMLError) as caught:
-        artifacts.read_thresholds(path)
+        model_files.read_thresholds(path)
     message = str(caught.value)
     assert "\n" not in message and message.startswith("model_args.json: thresholds must map")
     for junk in ('{"thresholds": {"P": NaN}}', "[1, 2]", "{not json"):
         path.write_text(junk)
         with pytest.raises(SeismicMLError, match="model_args.json"):
-            artifacts.read_thresholds(path)
+            model_files.read_thresholds(path)
 
 
 # ---------------------------------------------------------------- a trained picker
@@ -219,7 +220,7 @@ def test_eval_phase_scores_the_test_split_at_the_models_thresholds(trained):
     for phase, threshold in thresholds.items():
         key = phase.lower()
         assert m[f"test/{key}_threshold_tuned"] == pytest.approx(threshold)
-        at = metrics.pick_scores(
+        at = pick_scores.pick_scores(
             table[f"true_{key}_sample"],
             table[f"pred_{key}_sample"],
             table[f"pred_{key}_prob"],
@@ -246,8 +247,8 @@ def untuned_run(trained, tmp_path_factory: pytest.TempPathFactory) -> str:
     with mlflow.start_run() as run:
         mlflow.log_params(cfg.to_params())
         folder = tmp_path_factory.mktemp("untuned")
-        artifacts.write_model_files(model, cfg, folder)
-        mlflow.log_artifacts(str(folder), artifacts.WEIGHTS_DIR)
+        model_files.write_model_files(model, cfg, folder)
+        mlflow.log_artifacts(str(folder), model_files.WEIGHTS_DIR)
     return run.info.run_id
 
 
@@ -260,7 +261,7 @@ def test_eval_phase_tunes_on_the_dev_split_for_a_model_without_thresholds(untune
     assert dev_run.data.params["eval.tuned_thresholds_from"] == "dev"
     dev, m = _predictions(dev_run.info.run_id), dev_run.data.metrics
     columns = ("true_s_sample", "pred_s_sample", "pred_s_prob")
-    best = metrics.best_threshold(*(dev[c] for c in columns), 100.0)
+    best = pick_scores.best_threshold(*(dev[c] for c in columns), 100.0)
     assert m["test/s_threshold_tuned"] == pytest.approx(best.threshold)
     assert m["test/s_f1_tuned_0.5s"] == pytest.approx(best.f1)
     assert best.f1 >= m["test/s_f1_0.5s"]  # no threshold, the fixed 0.3 included, does better
@@ -298,11 +299,11 @@ def _logged_picker(folder: Path, thresholds: dict | None, hostile: object = None
     mlflow.set_experiment("pick-thresholds")
     with mlflow.start_run() as run:
         mlflow.log_params(cfg.to_params())
-        files = artifacts.write_model_files(model, cfg, folder, thresholds)
+        files = model_files.write_model_files(model, cfg, folder, thresholds)
         if hostile is not None:
             args = json.loads(files["model_args"].read_text())
             files["model_args"].write_text(json.dumps({**args, "thresholds": hostile}))
-        mlflow.log_artifacts(str(folder), artifacts.WEIGHTS_DIR)
+        mlflow.log_artifacts(str(folder), model_files.WEIGHTS_DIR)
     return run.info.run_id
 
 

@@ -14,12 +14,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from seismic_ml import model_files
 from seismic_ml.cli.evaluation import predict
 from seismic_ml.config import RunConfig
 from seismic_ml.data.registry import load_dataset
 from seismic_ml.models.configs import AmagV2Config, PhaseNetConfig
 from seismic_ml.models.registry import build_model
-from seismic_ml.tracking import artifacts, model_io
+from seismic_ml.tracking import model_io
 
 PRE_P = 500  # samples: predict's window starts 5 s before P
 
@@ -44,8 +45,8 @@ def logged_models(tmp_path_factory: pytest.TempPathFactory) -> dict:
         with mlflow.start_run() as run:
             mlflow.log_params(configs[task].to_params())
             folder = tmp_path_factory.mktemp(task)
-            artifacts.write_model_files(model, configs[task], folder)
-            mlflow.log_artifacts(str(folder), artifacts.WEIGHTS_DIR)
+            model_files.write_model_files(model, configs[task], folder)
+            mlflow.log_artifacts(str(folder), model_files.WEIGHTS_DIR)
             uris[task] = model_io.log_model(model, configs[task])
             run_ids[task] = run.info.run_id
     return {"uris": uris, "run_ids": run_ids, **built}
