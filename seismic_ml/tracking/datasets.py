@@ -11,8 +11,10 @@ import mlflow
 import pandas as pd
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.pandas_dataset import PandasDataset
+from mlflow.exceptions import MlflowException
 
 SCHEMA_ROWS = 1000  # rows the logged schema is inferred from
+DATASET_RACE_TRIES = 3
 
 
 class MetadataDataset(PandasDataset):
@@ -46,4 +48,23 @@ def log_split(metadata: pd.DataFrame, name: str, source: str, split: str, contex
             name=f"{name}:{split}",
             digest=metadata_digest(metadata),
         )
-        mlflow.log_input(dataset, context=context, tags={"split": split})
+        _log_input(dataset, context, split)
+
+
+def _log_input(dataset: MetadataDataset, context: str, split: str) -> None:
+    """mlflow.log_input, again when another run created the same dataset at the same moment:
+    the store creates a missing dataset row without a lock, and the loser's unique-key error
+    fails its whole request; on the next try the dataset exists and is linked."""
+    for attempt in range(DATASET_RACE_TRIES):
+        try:
+            mlflow.log_input(dataset, context=context, tags={"split": split})
+            return
+        except MlflowException as exc:
+            if attempt == DATASET_RACE_TRIES - 1 or not _lost_a_race(exc):
+                raise
+
+
+def _lost_a_race(exc: MlflowException) -> bool:
+    """A unique-key violation (SQLite's or PostgreSQL's wording) on the datasets table."""
+    text = str(exc)
+    return "datasets" in text and ("UNIQUE constraint" in text or "duplicate key" in text)

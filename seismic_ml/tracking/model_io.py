@@ -169,6 +169,8 @@ def get_run(run_id: str) -> mlflow.entities.Run:
     try:
         return MlflowClient().get_run(run_id)
     except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # the store failed: say why, not "no run"
+            raise
         raise SeismicMLError(
             f"no MLflow run {run_id!r} in {mlflow.get_tracking_uri()} ({CHOOSE_STORE})"
         ) from exc

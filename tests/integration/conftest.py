@@ -44,6 +44,10 @@ class Server:
             self.stop()
             raise
 
+    def wait_answering(self) -> None:
+        """Return once the server answers (after SIGCONT its workers may be restarting)."""
+        wait_answering(self.url, self.proc, self.log_path, timeout=120)
+
     def log(self) -> str:
         """The server's output so far (for failure messages)."""
         return self.log_path.read_text()[-5000:]

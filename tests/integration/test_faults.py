@@ -268,8 +268,10 @@ def test_outage_past_the_limit_stops_in_one_line_and_resumes(
     assert lines[-1].startswith("Error: tracking server unreachable"), output
     assert "local checkpoint" in lines[-1] and "--resume" in lines[-1], output
     assert "Traceback" not in output, output
+    on_stoppable.wait_answering()
     refused = invoke("train-mag", "--resume", run.info.run_id, "--epochs", "1")
-    assert refused.exit_code == 2, refused.output  # it says how many epochs the run holds
+    # it says how many epochs the run holds
+    assert refused.exit_code == 2, refused.output + on_stoppable.log()
     done = int(refused.output.split("already has ")[1].split()[0])
     mlflow.set_experiment("elsewhere")  # this process last used another experiment
     resumed = invoke("train-mag", "--resume", run.info.run_id, "--epochs", str(done + 2))
