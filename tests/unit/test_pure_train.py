@@ -93,3 +93,23 @@ def test_memory_recorder_says_failed_when_training_fails(tiny_dataset: str) -> N
         train(tiny_run_config(epochs=2), recorder, [Boom()])
     assert recorder.status == "FAILED"
     assert [e["epoch"] for e in recorder.metrics.epochs] == [1]
+
+
+def test_the_readmes_training_from_python_block_runs(tiny_dataset: str) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Training from Python", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'dataset="synthetic:2000"' in code and "epochs=2" in code
+    code = code.replace('"synthetic:2000"', repr(tiny_dataset)).replace("epochs=2", "epochs=1")
+    code = code.replace("lstm_hidden=32", "lstm_hidden=8, lstm_layers=1, attention_heads=2")
+    code = code.replace("TrainConfig(epochs=1)", "TrainConfig(epochs=1, max_steps_per_epoch=2)")
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 (the README's own code)
+    assert scope["memory"].status == "FINISHED"
+    assert scope["result"].model_uri.startswith("models:/")
+    import mlflow
+
+    run = mlflow.get_run(scope["result"].run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "from-python"
+    version = mlflow.MlflowClient().get_model_version_by_alias("seismic-amag", "champion")
+    assert version.run_id == run.info.run_id
