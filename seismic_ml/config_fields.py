@@ -76,9 +76,11 @@ def option(
     choices: tuple | None = None,
     range: Range | None = None,
     check: Check | None = None,
+    section: str | None = None,
 ) -> Any:
-    """A config field carrying its CLI help and what it accepts: choices, a Range, a Check."""
-    meta = {"help": help, "choices": choices, "range": range, "check": check}
+    """A config field carrying its CLI help and what it accepts: choices, a Range, a Check
+    (and, where its command lists options under headings, its --help heading)."""
+    meta = {"help": help, "choices": choices, "range": range, "check": check, "section": section}
     return field(default=default, metadata=meta)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -9,6 +10,7 @@ import click
 
 from seismic_ml import interrupts
 from seismic_ml.cli.click_options import (
+    _CLICK_TYPES,
     Duration,
     FriendlyCommand,
     add_options,
@@ -20,15 +22,18 @@ from seismic_ml.cli.click_options import (
     run_config_from_options,
 )
 from seismic_ml.config import DataConfig, TrainConfig
+from seismic_ml.config_fields import allowed_text, field_type
 from seismic_ml.errors import BadOptionValue, SeismicMLError
 from seismic_ml.models.registry import DEFAULT_MODEL, MODELS, get_spec, model_types
+from seismic_ml.tuning.tune_config import NOT_OPTIONS, STUDY, TuneOptions, tune_flag
 
 TASK_NAMES = {"phase": "phase", "mag": "magnitude", "magnitude": "magnitude"}
 
 
-def _study_options() -> list[click.Parameter]:
+def _model_choice_options() -> list[click.Parameter]:
+    """--task and --model-type: they choose the model whose base config is tuned."""
     return in_section(
-        "Study",
+        STUDY,
         [
             flag_option("task", type=click.Choice(sorted(TASK_NAMES)), help="phase or mag(nitude)"),
             flag_option(
@@ -36,82 +41,38 @@ def _study_options() -> list[click.Parameter]:
                 type=click.Choice(model_types()),
                 help="model to tune (default: the task's: phasenet, amag_v2)",
             ),
-            flag_option(
-                "n_trials", type=int, default=20, show_default=True, help="trials this worker runs"
-            ),
-            flag_option(
-                "max_epochs_per_trial",
-                type=int,
-                default=10,
-                show_default=True,
-                help="epochs per trial; val/loss is reported to the pruner each epoch",
-            ),
-            flag_option(
-                "timeout",
-                type=float,
-                help="stop starting trials after this many seconds (default: no limit)",
-            ),
-            flag_option("search_space", help="YAML/JSON file overriding the default search space"),
-            flag_option(
-                "pruner_startup_trials",
-                type=int,
-                default=5,
-                show_default=True,
-                help="complete trials before the median pruner prunes",
-            ),
-            flag_option(
-                "pruner_warmup_steps",
-                type=int,
-                default=5,
-                show_default=True,
-                help="epochs of a trial before it can be pruned",
-            ),
         ],
     )
 
 
-def _storage_options() -> list[click.Parameter]:
-    return in_section(
-        "Optuna storage (shared by workers)",
-        [
-            flag_option("study_name", help="Optuna study name (default: tune-<model type>)"),
-            flag_option(
-                "storage",
-                default="sqlite:///optuna.db",
-                show_default=True,
-                help="Optuna RDB URL; a PostgreSQL URL shares the study between workers",
-            ),
-            flag_option(
-                "storage_outage_limit",
-                type=Duration(),
-                default="5m",
-                show_default=True,
-                help="how long a worker waits out an unreachable Optuna storage (retrying "
-                "with backoff); then it stops with one line, its trial closed by the next worker",
-            ),
-        ],
-    )
+def _tune_options() -> list[click.Parameter]:
+    """TuneOptions' fields as options, in its order: help, default, range and heading from
+    the field (one source for the dataclass, the checks and --help)."""
+    return [
+        opt
+        for f in dataclasses.fields(TuneOptions)
+        if f.name not in NOT_OPTIONS
+        for opt in in_section(f.metadata["section"], [_tune_option(f)])
+    ]
 
 
-def _outcome_options() -> list[click.Parameter]:
-    return in_section(
-        "Best trial and tracking (MLflow)",
-        [
-            flag_option(
-                "retrain_best",
-                type=click.BOOL,
-                is_flag=False,
-                flag_value=True,
-                default=False,
-                help="train the best config for the full --epochs as an ordinary run "
-                "(default: false)",
-            ),
-            flag_option(
-                "register_as", help="register the retrained model under this name", default=""
-            ),
-            flag_option("experiment", help="MLflow experiment (default: seismic-ml)"),
-        ],
-    )
+def _tune_option(f: dataclasses.Field) -> click.Option:
+    """One TuneOptions field as a click option under its tune flag."""
+    name = tune_flag(f.name).removeprefix("--").replace("-", "_")
+    kind = field_type(TuneOptions, f.name)
+    allowed = allowed_text(f.metadata)
+    if f.name.endswith("_s"):  # seconds: typed as a duration (90s, 10m, 2h)
+        default_text, kind = f"{f.default:g}s", Duration()
+    else:
+        default_text = "" if f.default in (None, "") else str(f.default).lower()
+        kind = _CLICK_TYPES[kind]
+    notes = [n for n in (allowed, default_text and f"default: {default_text}") if n]
+    help_text = f.metadata["help"] + (f" [{'; '.join(notes)}]" if notes else "")
+    if kind is click.BOOL:  # --retrain-best alone, or --retrain-best true|false
+        return flag_option(
+            name, type=kind, is_flag=False, flag_value=True, default=f.default, help=help_text
+        )
+    return flag_option(name, type=kind, default=f.default, help=help_text)
 
 
 def _config_options() -> list[click.Parameter]:
@@ -130,7 +91,7 @@ def _config_options() -> list[click.Parameter]:
 
 def _all_options() -> list[click.Parameter]:
     """The tune options, then the config fields, in --help order."""
-    return [*_study_options(), *_storage_options(), *_outcome_options(), *_config_options()]
+    return [*_model_choice_options(), *_tune_options(), *_config_options()]
 
 
 def resolve_model_type(task: str | None, model_type: str | None) -> str:
@@ -151,23 +112,7 @@ def resolve_model_type(task: str | None, model_type: str | None) -> str:
 
 @click.command("tune", cls=FriendlyCommand)
 @add_options(_all_options())
-def tune(
-    task: str | None,
-    model_type: str | None,
-    n_trials: int,
-    max_epochs_per_trial: int,
-    study_name: str | None,
-    storage: str,
-    storage_outage_limit: float,
-    timeout: float | None,
-    search_space: str | None,
-    retrain_best: bool,
-    register_as: str,
-    pruner_startup_trials: int,
-    pruner_warmup_steps: int,
-    experiment: str | None,
-    **given: Any,
-) -> None:
+def tune(task: str | None, model_type: str | None, **given: Any) -> None:
     """Tune hyper-parameters with Optuna; the study is an MLflow run, each trial a child run.
 
     Config options given here (e.g. --dataset, --batch-size) are fixed, not searched;
@@ -175,26 +120,14 @@ def tune(
     """
     from seismic_ml.tuning.storage import StorageOutage
     from seismic_ml.tuning.study import tune as run_tune
-    from seismic_ml.tuning.tune_config import TuneOptions
 
     quiet_libraries()
-
-    chosen = resolve_model_type(task, model_type)
+    fields = {f.name for f in dataclasses.fields(TuneOptions)} - set(NOT_OPTIONS)
+    asked = {f: given.pop(tune_flag(f).removeprefix("--").replace("-", "_")) for f in fields}
     options = TuneOptions(
-        base=run_config_from_options(chosen, given),
-        n_trials=n_trials,
-        max_epochs_per_trial=max_epochs_per_trial,
-        study_name=study_name,
-        storage=storage,
-        storage_outage_limit_s=storage_outage_limit,
-        timeout=timeout or None,
-        search_space_file=search_space,
+        base=run_config_from_options(resolve_model_type(task, model_type), given),
         fixed_params=tuple(k for k, v in given.items() if v is not None),
-        pruner_startup_trials=pruner_startup_trials,
-        pruner_warmup_steps=pruner_warmup_steps,
-        experiment=experiment,
-        retrain_best=retrain_best,
-        register_as=register_as,
+        **{**asked, "timeout": asked["timeout"] or None},
     )
     try:
         result = run_tune(options, callbacks=[_trial_line])
@@ -203,8 +136,8 @@ def tune(
             raise
         raise click.ClickException(str(exc)) from None
     _report(result)
-    if register_as and result.retrain is not None and result.retrain.model_uri:
-        click.echo(registered_line(register_as, result.retrain.run_id))
+    if options.register_as and result.retrain is not None and result.retrain.model_uri:
+        click.echo(registered_line(options.register_as, result.retrain.run_id))
 
 
 def quiet_libraries() -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 import seisbench.data as sbd
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from seismic_ml import progress
@@ -108,10 +109,10 @@ def evaluate(
 ) -> EvalResult:
     """Score a trained model on a split and log the evaluation as an MLflow run."""
     source, model_uri = resolve_pair(run_id, model_uri)
-    cfg = model_io.run_config(source.run_id)
+    cfg = source.config  # the training run, read once: its params, name and experiment
     check_task(cfg, task, source.run_id)
     check_overrides(cfg, overrides or {}, source.run_id)
-    trained = load_source(source, model_uri)
+    trained = load_source(source, model_uri, cfg)
     dataset = canonical_name(dataset or cfg.data.dataset)
     settings = EvalSettings(dataset, split, max_traces, batch_size, threshold, plot)
     # unreadable or unusable data fails here, before the evaluation run exists
@@ -119,8 +120,8 @@ def evaluate(
     if task == "phase":
         settings.tuned, settings.tuned_from = tuned_thresholds(trained, settings)
     with tracked_run(
-        f"eval-{model_io.get_run(source.run_id).info.run_name}",
-        _experiment(experiment, source.run_id),
+        f"eval-{source.run.info.run_name}",
+        _experiment(experiment, source.run),
         tags=_tags(trained, settings),
     ) as run:
         excluded = {k.replace("data.", "eval."): v for k, v in screening.to_params().items()}
@@ -152,12 +153,12 @@ def _chosen_split(settings: EvalSettings) -> sbd.WaveformDataset:
     return chosen
 
 
-def _experiment(given: str | None, run_id: str) -> str | None:
+def _experiment(given: str | None, run: Run) -> str | None:
     """The experiment asked for, else the training run's; under `mlflow run` (which chose the
     experiment) only the one asked for, so that a differing one alone is warned about."""
     if given or under_mlflow_project():
         return given
-    return experiment_of(run_id)
+    return MlflowClient().get_experiment(run.info.experiment_id).name
 
 
 def tuned_thresholds(trained: TrainedModel, settings: EvalSettings) -> tuple[dict[str, float], str]:
@@ -254,12 +255,6 @@ def _params(trained: TrainedModel, settings: EvalSettings) -> dict[str, str]:
 def _model_params(cfg: RunConfig) -> dict[str, str]:
     """The evaluated model's type and options, so evaluations compare by them in the UI."""
     return {k: v for k, v in cfg.to_params().items() if k == "task" or k.startswith("model.")}
-
-
-def experiment_of(run_id: str) -> str:
-    """Name of the experiment holding a run (where its evaluations go)."""
-    experiment_id = model_io.get_run(run_id).info.experiment_id
-    return MlflowClient().get_experiment(experiment_id).name
 
 
 def version_tags(

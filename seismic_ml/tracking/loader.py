@@ -21,6 +21,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from torch import nn
@@ -37,7 +38,7 @@ MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/]+)|@(?P<a
 REFERENCE_FORMS = "a run id, runs:/ID/model, models:/NAME/VERSION or models:/NAME@ALIAS"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Source:
     """The training run behind a reference, and the registry version when it named one."""
 
@@ -45,6 +46,19 @@ class Source:
     name: str | None = None
     version: int | None = None
     model_id: str | None = None  # the logged model (models:/m-ID) a registry version points at
+    fetched: Run | None = field(default=None, repr=False, compare=False)  # read once
+
+    @property
+    def run(self) -> Run:
+        """The training run, read from the store once (the first time it is asked for)."""
+        if self.fetched is None:
+            self.fetched = model_io.get_run(self.run_id)
+        return self.fetched
+
+    @property
+    def config(self) -> RunConfig:
+        """The config the training run logged as params (checked against their ranges)."""
+        return RunConfig.from_params(self.run.data.params)
 
 
 @dataclass
@@ -58,6 +72,7 @@ class TrainedModel:
     version: int | None = None
     uri: str = ""
     thresholds: dict[str, float] = field(default_factory=dict)  # tuned per phase; {}: none
+    run: Run | None = field(default=None, repr=False)  # the training run as the store holds it
 
     @property
     def task(self) -> str:
@@ -82,10 +97,11 @@ def load_model(ref: str) -> TrainedModel:
     return load_source(resolve(ref), ref)
 
 
-def load_source(source: Source, uri: str = "") -> TrainedModel:
-    """The trained model of a resolved source (its model files, checked against its params)."""
-    run = model_io.get_run(source.run_id)
-    cfg = RunConfig.from_params(run.data.params)
+def load_source(source: Source, uri: str = "", cfg: RunConfig | None = None) -> TrainedModel:
+    """The trained model of a resolved source (its model files, checked against its params;
+    cfg: those params already read as a config)."""
+    run = source.run
+    cfg = cfg or source.config
     files = _model_files(run, source.model_id)
     if files.model_args is None:  # the oldest safe format: weights beside the params
         module, thresholds = model_files.build_module(cfg, files.weights), {}
@@ -94,7 +110,8 @@ def load_source(source: Source, uri: str = "") -> TrainedModel:
         module = model_files.rebuild(args, files.weights)
         thresholds = model_files.check_thresholds(args.get("thresholds"), model_files.ARGS_FILE)
     thresholds = thresholds if cfg.task == "phase" else {}
-    return TrainedModel(cfg, module, source.run_id, source.name, source.version, uri, thresholds)
+    where = (source.run_id, source.name, source.version, uri)
+    return TrainedModel(cfg, module, *where, thresholds, run)
 
 
 def _checked_args(path: Path, where: str, cfg: RunConfig, run_id: str) -> dict[str, Any]:
@@ -145,8 +162,7 @@ def resolve(ref: str) -> Source:
     """The training run (and registry version) a run id or model URI refers to."""
     ref = ref.strip()
     if RUN_ID.match(ref):
-        model_io.get_run(ref)
-        return Source(ref)
+        return Source(ref, fetched=model_io.get_run(ref))
     if ref.startswith("runs:/") and ref[6:].split("/")[0]:
         return Source(ref[6:].split("/")[0])
     match = MODELS_URI.match(ref)
@@ -166,8 +182,8 @@ def resolve_pair(run_id: str | None, model_uri: str | None) -> tuple[Source, str
     if not run_id and not model_uri:
         raise SeismicMLError("give --run-id (a training run) or --model-uri (runs:/, models:/)")
     if not model_uri:
-        tags = model_io.get_run(run_id).data.tags
-        return Source(run_id), tags.get(model_io.MODEL_URI_TAG) or f"runs:/{run_id}"
+        source = Source(run_id)
+        return source, source.run.data.tags.get(model_io.MODEL_URI_TAG) or f"runs:/{run_id}"
     source = resolve(model_uri)
     if run_id and source.run_id != run_id:
         raise SeismicMLError(

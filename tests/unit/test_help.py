@@ -84,3 +84,20 @@ def test_no_command_shows_an_untrue_default(path: tuple[str, ...]) -> None:
         assert "default: None" not in text and "[default: ]" not in text, record
         # one default per option: "(default: per model)" never beside a value
         assert text.count("default:") <= 1, record
+
+
+def test_every_tune_options_field_is_a_tune_option_with_its_range_and_default() -> None:
+    import dataclasses
+
+    from seismic_ml.tuning.tune_config import NOT_OPTIONS, TuneOptions, tune_flag
+
+    text = " ".join(_help("tune").split())
+    flags = _flags(_help("tune"))
+    for f in dataclasses.fields(TuneOptions):
+        if f.name in NOT_OPTIONS:
+            continue
+        assert tune_flag(f.name) in flags, f.name
+        assert " ".join(f.metadata["help"].split()) in text, f.name
+        if f.metadata["range"] is not None:
+            assert str(f.metadata["range"]) in text, f.name
+    assert "default: 20]" in text and "default: 300s]" in text  # --n-trials, the outage limit
