@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-import sys
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from seismic_ml import interrupts
 from seismic_ml.config import DataConfig, RunConfig, TrainConfig
 from seismic_ml.config_fields import allowed_text, field_type
-from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
+from seismic_ml.errors import BadOptionValue, SeismicMLError
 from seismic_ml.models.registry import get_spec
-
-if TYPE_CHECKING:
-    from mlflow.exceptions import MlflowException
+from seismic_ml.tracking.errors import tracking_error_line
 
 _CLICK_TYPES = {int: click.INT, float: click.FLOAT, bool: click.BOOL, str: click.STRING}
 HELP_SECTION = "help_section"  # the attribute naming an option's heading in --help
@@ -71,32 +68,10 @@ def invoke_friendly(invoke: Callable[[click.Context], Any], ctx: click.Context) 
             raise OneLineUsageError(str(exc)) from None
         if isinstance(exc, SeismicMLError):
             raise click.ClickException(str(exc)) from None
-        if _is_mlflow_error(exc):
-            import mlflow
-
-            where = mlflow.get_tracking_uri()
-            raise click.ClickException(f"tracking store {where}: {tracking_reason(exc)}") from None
+        line = tracking_error_line(exc)
+        if line is not None:
+            raise click.ClickException(line) from None
         raise
-
-
-def _is_mlflow_error(exc: BaseException) -> bool:
-    """True for an MlflowException; one can only have been raised once mlflow was imported."""
-    if "mlflow" not in sys.modules:  # --help and usage errors never import it
-        return False
-    from mlflow.exceptions import MlflowException
-
-    return isinstance(exc, MlflowException)
-
-
-def tracking_reason(exc: MlflowException) -> str:
-    """An MLflow error in one line; a refused login says which variables carry credentials."""
-    text = str(exc)
-    if any(f"error code {code}" in text for code in (401, 403)) or "not authenticated" in text:
-        return (
-            "the server refused the credentials (set MLFLOW_TRACKING_USERNAME and "
-            "MLFLOW_TRACKING_PASSWORD to an account it knows)"
-        )
-    return first_line(exc)
 
 
 def exit_interrupted() -> None:

@@ -186,9 +186,12 @@ cli.add_command(export)
 )
 def plot_history(run_id: str, plot: bool, out: Path) -> None:
     """Loss and learning-rate curves of a run, from its MLflow metric history."""
-    from mlflow.tracking import MlflowClient
-
-    from seismic_ml.tracking.history import EPOCH_KEYS, metric_history, plot_run_history
+    from seismic_ml.tracking.history import (
+        EPOCH_KEYS,
+        log_plot,
+        metric_history,
+        plot_run_history,
+    )
     from seismic_ml.tracking.model_io import get_run
     from seismic_ml.tracking.store import require_store
 
@@ -200,8 +203,7 @@ def plot_history(run_id: str, plot: bool, out: Path) -> None:
         click.echo(f"{key} per epoch: {values or '(none)'}")
     if plot:
         path = plot_run_history(run_id, out / run_id)
-        # an artifact only: reopening the run would change its status
-        MlflowClient().log_artifact(run_id, str(path), "plots")
+        log_plot(run_id, path)
         click.echo(f"wrote {path} and logged it to run {run_id} under plots/")
 
 

@@ -22,11 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pandas as pd
 import seisbench.data as sbd
-from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
 
 from seismic_ml import progress
 from seismic_ml.config import RunConfig
@@ -39,9 +36,9 @@ from seismic_ml.evaluation.inference import WINDOW_SEED, Scored
 from seismic_ml.evaluation.scoring_magnitude import score_magnitude
 from seismic_ml.evaluation.scoring_phase import dev_thresholds, score_phase
 from seismic_ml.tracking import model_io
-from seismic_ml.tracking.datasets import log_split
+from seismic_ml.tracking.evaluation_run import MlflowEvalRecorder, MlflowEvalRecording, ScoredSplit
 from seismic_ml.tracking.loader import TrainedModel, load_source, resolve_pair
-from seismic_ml.tracking.run import standard_tags, tracked_run, under_mlflow_project
+from seismic_ml.tracking.run import standard_tags
 
 DEFAULT_BATCH_SIZE = 64
 EVALUATED_RUN_TAG = "seismic_ml.evaluated_run_id"
@@ -119,19 +116,16 @@ def evaluate(
     data, screening = screen(_chosen_split(settings), split)
     if task == "phase":
         settings.tuned, settings.tuned_from = tuned_thresholds(trained, settings)
-    with tracked_run(
-        f"eval-{source.run.info.run_name}",
-        _experiment(experiment, source.run),
-        tags=_tags(trained, settings),
-    ) as run:
-        excluded = {k.replace("data.", "eval."): v for k, v in screening.to_params().items()}
-        mlflow.log_params({**_params(trained, settings), **excluded})
-        log_split(data.metadata, dataset, str(data.path), split, "evaluation")
-        scored, artifacts = _score_and_log(trained, settings, data)
+    excluded = {k.replace("data.", "eval."): v for k, v in screening.to_params().items()}
+    params = {**_params(trained, settings), **excluded}
+    scored_split = ScoredSplit(data.metadata, dataset, str(data.path), split)
+    recorder = MlflowEvalRecorder(experiment)
+    with recorder.open(source.run, _tags(trained, settings), params, scored_split) as recording:
+        scored, artifacts = _score_and_record(trained, settings, data, recording)
     if source.name and source.version is not None:
-        tags = version_tags(task, scored.metrics, settings, run.info.run_id)
+        tags = version_tags(task, scored.metrics, settings, recording.run_id)
         model_io.tag_version(source.name, source.version, tags)
-    info = (run.info.run_id, source.run_id, model_uri, task, cfg.model_type)
+    info = (recording.run_id, source.run_id, model_uri, task, cfg.model_type)
     fixed = threshold if task == "phase" else None
     return EvalResult(
         *info,
@@ -151,14 +145,6 @@ def _chosen_split(settings: EvalSettings) -> sbd.WaveformDataset:
     whole = get_split(dataset, settings.split) if settings.max_traces else chosen
     settings.n_traces, settings.n_split = len(chosen), len(whole)
     return chosen
-
-
-def _experiment(given: str | None, run: Run) -> str | None:
-    """The experiment asked for, else the training run's; under `mlflow run` (which chose the
-    experiment) only the one asked for, so that a differing one alone is warned about."""
-    if given or under_mlflow_project():
-        return given
-    return MlflowClient().get_experiment(run.info.experiment_id).name
 
 
 def tuned_thresholds(trained: TrainedModel, settings: EvalSettings) -> tuple[dict[str, float], str]:
@@ -195,10 +181,13 @@ def format_thresholds(thresholds: dict[str, float]) -> str:
     return ", ".join(f"{phase} {value:.3g}" for phase, value in thresholds.items())
 
 
-def _score_and_log(
-    trained: TrainedModel, settings: EvalSettings, data: sbd.WaveformDataset
+def _score_and_record(
+    trained: TrainedModel,
+    settings: EvalSettings,
+    data: sbd.WaveformDataset,
+    recording: MlflowEvalRecording,
 ) -> tuple[Scored, list[str]]:
-    """Score on the split and log metrics, tables and figures into the active run."""
+    """Score on the split; metrics, tables and figures go to the recording."""
     part = f" (a subset: {settings.subset} of the split)" if settings.subset else ""
     progress.note(
         f"evaluating {trained.model_type} (run {trained.run_id}) on {len(data)} traces of "
@@ -216,8 +205,9 @@ def _score_and_log(
         progress.note(
             f"scored {len(scored.predictions)} windows in {time.perf_counter() - started:.1f} s"
         )
-        mlflow.log_metrics(scored.metrics)
-        return scored, _log_outputs(scored, Path(tmp))
+        names = _write_outputs(scored, Path(tmp))
+        recording.log_scores(scored.metrics, Path(tmp))
+        return scored, names
 
 
 def _tags(trained: TrainedModel, settings: EvalSettings) -> dict[str, str]:
@@ -282,13 +272,12 @@ def headline_tags(
     return tags
 
 
-def _log_outputs(scored: Scored, folder: Path) -> list[str]:
-    """predictions.csv, extra tables, metrics.json and plots/ into the active run."""
+def _write_outputs(scored: Scored, folder: Path) -> list[str]:
+    """predictions.csv, extra tables and metrics.json into folder (beside plots/); their names."""
     scored.predictions.to_csv(folder / "predictions.csv", index=False)
     for name, table in scored.tables.items():
         table.to_csv(folder / name, index=False)
     finite = {k: (v if math.isfinite(v) else None) for k, v in scored.metrics.items()}
     (folder / "metrics.json").write_text(json.dumps(finite, indent=2))
-    mlflow.log_artifacts(str(folder))
     names = ["predictions.csv", *scored.tables, "metrics.json"]
     return names + [f"plots/{path.name}" for path in scored.figures]

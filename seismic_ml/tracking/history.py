@@ -55,3 +55,9 @@ def _draw(ax: plt.Axes, frame: pd.DataFrame, label: str) -> None:
     if not frame.empty:
         ax.plot(frame["step"], frame["value"], label=label)
         ax.legend()
+
+
+def log_plot(run_id: str, path: Path) -> None:
+    """A figure into the run's plots/, as an artifact only: reopening the run would change its
+    status (a FAILED run stays FAILED)."""
+    MlflowClient().log_artifact(run_id, str(path), "plots")
