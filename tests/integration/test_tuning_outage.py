@@ -22,7 +22,7 @@ from tests.integration.test_tuning_faults import wait_for_first_epoch, worker
 
 pytestmark = pytest.mark.integration
 
-OUTAGE_S = 20.0  # how long the database stays down in the survivable outage
+OUTAGE_S = 10.0  # how long the database stays down in the survivable outage
 EPOCHS = 12  # per trial: trial 0 still trains when the database stops after its first epoch
 WORKER_S = 150.0  # deadline for a worker to exit
 
