@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -138,16 +139,10 @@ def forget_screening(folder: Path) -> int:
     """Delete the kept screening reports of this set's files (a cold cache); how many."""
     from seismic_ml.data.screen_cache import cache_dir
 
-    removed = 0
-    for report in cache_dir().glob("*.json"):
-        try:
-            path = json.loads(report.read_text())["identity"]["dataset"]["path"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if path == str(folder):
-            report.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    def path_of(report: Path) -> str:
+        return json.loads(report.read_text())["identity"]["dataset"]["path"]
+
+    return _remove_kept(cache_dir().glob("*.json"), path_of, folder)
 
 
 def forget_baselines(folder: Path) -> int:
@@ -157,12 +152,19 @@ def forget_baselines(folder: Path) -> int:
 
     from seismic_ml.evaluation.baseline_cache import FOLDER, IDENTITY
 
+    def path_of(kept: Path) -> str:
+        with np.load(kept, allow_pickle=False) as arrays:
+            return json.loads(str(arrays[IDENTITY]))["split"]["dataset"]["path"]
+
+    return _remove_kept((Path(seisbench.cache_root) / FOLDER).glob("*.npz"), path_of, folder)
+
+
+def _remove_kept(files: Iterable[Path], path_of: Callable[[Path], str], folder: Path) -> int:
+    """Delete the files whose recorded dataset path is folder (unreadable ones stay); how many."""
     removed = 0
-    for kept in (Path(seisbench.cache_root) / FOLDER).glob("*.npz"):
+    for kept in files:
         try:
-            with np.load(kept, allow_pickle=False) as arrays:
-                identity = json.loads(str(arrays[IDENTITY]))
-            path = identity["split"]["dataset"]["path"]
+            path = path_of(kept)
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if path == str(folder):
