@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,11 +18,10 @@ from typing import Any
 
 import numpy as np
 import optuna
-from mlflow.entities import Metric, RunTag
-from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from seismic_ml.errors import first_line
+from seismic_ml.tracking.study_runs import log_report
 from seismic_ml.training.train import TrainResult
 from seismic_ml.tuning.trials import RUN_ID_ATTR
 
@@ -69,7 +67,6 @@ def log_results(study: optuna.Study, parent: str) -> None:
     """Best value and params, trial counts and the analysis artifacts, into the parent run."""
     result = summarize(study, parent)
     step = sum(result.counts.values())
-    now = int(time.time() * 1000)
     metrics = {
         f"n_trials/{s.lower()}": result.counts.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL")
     }
@@ -80,15 +77,9 @@ def log_results(study: optuna.Study, parent: str) -> None:
         metrics["best/trial_number"] = result.best_trial_number
         tags = {f"best.{k}": str(v) for k, v in result.best_params.items()}
         tags["best.run_id"] = result.best_run_id or ""
-    client = MlflowClient()
-    client.log_batch(
-        parent,
-        metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
-        tags=[RunTag(k, v) for k, v in tags.items()],
-    )
     with tempfile.TemporaryDirectory() as tmp:
         write_artifacts(study, result, Path(tmp))
-        client.log_artifacts(parent, tmp, ARTIFACT_DIR)
+        log_report(parent, metrics, step, tags, Path(tmp), ARTIFACT_DIR)
 
 
 def trial_states(study: optuna.Study) -> list[tuple[int, str]]:

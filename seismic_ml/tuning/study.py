@@ -18,24 +18,18 @@ import logging
 import os
 import secrets
 import time
-import urllib.parse
 import warnings
 from collections.abc import Callable, Sequence
 
-import mlflow
 import optuna
-from mlflow.entities import Param, Run, RunTag
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
-from mlflow.tracking.context.registry import resolve_tags
 from optuna.trial import TrialState
 
 from seismic_ml import interrupts
 from seismic_ml.config import RunConfig, checked
 from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
-from seismic_ml.tracking import local
+from seismic_ml.tracking import local, study_runs
 from seismic_ml.tracking.loader import load_model
-from seismic_ml.tracking.run import DEFAULT_EXPERIMENT, standard_tags
+from seismic_ml.tracking.run import standard_tags
 from seismic_ml.tracking.sender import MetricSender
 from seismic_ml.tracking.training_run import MlflowRecorder
 from seismic_ml.training.tasks import reuse_prepared_splits
@@ -51,7 +45,6 @@ from seismic_ml.tuning.space import SearchSpace, apply_params, build_search_spac
 from seismic_ml.tuning.storage import StorageOutage, make_storage, outage_in, redact
 from seismic_ml.tuning.trials import (
     PARENT_ATTR,
-    REASON_TAG,
     ROLE_TAG,
     STUDY_TAG,
     TRIAL_ERRORS,
@@ -77,9 +70,8 @@ def tune(options: TuneOptions, callbacks: Sequence[Callable] = ()) -> TuneResult
     storage = make_storage(options.storage, options.storage_outage_limit_s, fail_stale_child)
     study, parent, created = open_study(options, storage)
     seed = attach_sampler(study, options, created)
-    client = MlflowClient()
-    experiment = _reopen_parent(client, parent)
-    _log_search_space(client, parent, space)
+    experiment = study_runs.reopen_parent(parent)
+    study_runs.log_search_space(parent, space.to_dict(), f"{ARTIFACT_DIR}/search_space.json")
     objective = Objective(options, space, base, parent, experiment, sampler_seed=seed)
     heartbeat = MetricSender(parent, local.run_dir(parent) / f"worker-{os.getpid()}").start()
     try:
@@ -112,20 +104,6 @@ def tune(options: TuneOptions, callbacks: Sequence[Callable] = ()) -> TuneResult
     return result
 
 
-def _reopen_parent(client: MlflowClient, parent: str) -> str:
-    """Mark the parent RUNNING (no stopped worker's reason); its experiment's name."""
-    client.update_run(parent, status="RUNNING")
-    return client.get_experiment(_drop_reason(client, parent).info.experiment_id).name
-
-
-def _drop_reason(client: MlflowClient, parent: str) -> Run:
-    """Remove the reason a stopped worker gave the parent run; the run as it was."""
-    run = client.get_run(parent)
-    if REASON_TAG in run.data.tags:
-        client.delete_tag(parent, REASON_TAG)
-    return run
-
-
 def stopped_by_outage(
     outage: StorageOutage, parent: str, storage: optuna.storages.RDBStorage
 ) -> StorageOutage:
@@ -135,12 +113,7 @@ def stopped_by_outage(
     open the study on this host closes it at once, Optuna's heartbeat anywhere else later.
     """
     status = "KILLED" if interrupts.received() is not None else "FAILED"
-    try:
-        client = MlflowClient()
-        client.set_tag(parent, REASON_TAG, first_line(outage))
-        client.set_terminated(parent, status)
-    except MlflowException as exc:
-        log.warning("could not close the study's parent run %s: %s", parent, first_line(exc))
+    study_runs.stop_parent(parent, status, first_line(outage))
     return StorageOutage(
         f"{first_line(outage)}; this worker stopped: the next worker to open the study on this "
         f"host closes the trial it was running (elsewhere Optuna's heartbeat does, after "
@@ -175,7 +148,7 @@ def open_study(
                 study_name=options.name, storage=storage, direction="minimize"
             )
         except optuna.exceptions.DuplicatedStudyError:
-            _discard_run(candidate, project_run)  # another worker created it first
+            study_runs.discard_run(candidate, project_run)  # another worker created it first
             study = _load_study(options, storage)
         else:
             created = True
@@ -189,7 +162,7 @@ def open_study(
     fail_gone_trials(study)  # a killed worker's trials on this host: FAIL now, not after grace
     if project_run and project_run != parent:  # this worker's `mlflow run` run points there
         tags = {ROLE_TAG: "optuna_worker", "seismic_ml.tune_parent_run_id": parent}
-        MlflowClient().log_batch(project_run, tags=[RunTag(k, v) for k, v in tags.items()])
+        study_runs.tag_run(project_run, tags)
     return study, parent, created
 
 
@@ -199,16 +172,7 @@ def describe_study(study: optuna.Study) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([METRIC_NAME])
-    study.set_user_attr(TRACKING_URI_ATTR, public_uri(mlflow.get_tracking_uri()))
-
-
-def public_uri(uri: str) -> str:
-    """A URI without its password (user:***@host), for attributes anyone may read."""
-    parts = urllib.parse.urlsplit(uri)
-    if not parts.password:
-        return uri
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    study.set_user_attr(TRACKING_URI_ATTR, study_runs.public_tracking_uri())
 
 
 def _load_study(options: TuneOptions, storage: optuna.storages.RDBStorage) -> optuna.Study | None:
@@ -264,21 +228,11 @@ def _check_study(study: optuna.Study, parent: str, options: TuneOptions) -> None
             f"study {options.name!r} tunes {tuned}, not {options.base.model_type}: "
             "pick another --study-name"
         )
-    try:
-        run = MlflowClient().get_run(parent)
-    except MlflowException as exc:
-        raise SeismicMLError(
-            f"study {options.name!r} nests its trials under MLflow run {parent}, which "
-            f"{mlflow.get_tracking_uri()} does not have: point every worker at the same "
-            f"tracking server ({first_line(exc)})"
-        ) from exc
-    if run.info.lifecycle_stage == "deleted":
-        raise SeismicMLError(f"the parent run {parent} of study {options.name!r} was deleted")
+    study_runs.check_parent(parent, options.name)
 
 
 def create_parent_run(options: TuneOptions, project_run: str | None) -> str:
     """A run for the whole study (the `mlflow run` run, if there is one) with its settings."""
-    client = MlflowClient()
     base = options.base
     tags = {
         **standard_tags(base.task, base.model_type, base.data.dataset),
@@ -286,12 +240,6 @@ def create_parent_run(options: TuneOptions, project_run: str | None) -> str:
         STUDY_TAG: options.name,
         "mlflow.runName": options.name,
     }
-    if project_run:
-        run_id = project_run
-        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-    else:
-        experiment_id = experiment_id_for(options.experiment)
-        run_id = client.create_run(experiment_id, tags=resolve_tags(tags)).info.run_id
     # Namespaced keys only: `mlflow run` logged each -P value under its bare name already.
     params = {
         "model.type": base.model_type,
@@ -305,35 +253,9 @@ def create_parent_run(options: TuneOptions, project_run: str | None) -> str:
         "tune.objective": "minimize best/val_loss",
         "tune.storage": redact(options.storage),
     }
-    client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
-    client.log_dict(run_id, base.to_params(), "config/base_config.json")
-    return run_id
-
-
-def experiment_id_for(name: str | None) -> str:
-    """The experiment's id (created if needed); without a name, the environment's or default."""
-    if name is None and os.environ.get("MLFLOW_EXPERIMENT_ID"):
-        return os.environ["MLFLOW_EXPERIMENT_ID"]
-    name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(name)
-    except MlflowException:  # created by another worker meanwhile
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
-
-
-def _discard_run(run_id: str, project_run: str | None) -> None:
-    """Delete a parent candidate that lost the race (never the run `mlflow run` created)."""
-    if run_id != project_run:
-        client = MlflowClient()
-        client.set_terminated(run_id, "KILLED")
-        client.delete_run(run_id)
+    return study_runs.create_parent_run(
+        tags, params, base.to_params(), options.experiment, project_run
+    )
 
 
 def finish_parent(study: optuna.Study, parent: str, status: str) -> None:
@@ -344,11 +266,8 @@ def finish_parent(study: optuna.Study, parent: str, status: str) -> None:
         optuna.storages.fail_stale_trials(study)
     rebuild_report(study._storage, study.study_name, parent)  # the storage as it is now
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
-    if not running:
-        client = MlflowClient()
-        if status == "FINISHED":  # a worker an outage stopped left its reason
-            _drop_reason(client, parent)
-        client.set_terminated(parent, status)
+    if not running:  # FINISHED also drops the reason a worker an outage stopped left
+        study_runs.close_parent(parent, status)
 
 
 def _finish_quietly(study: optuna.Study, parent: str, status: str, heartbeat: MetricSender) -> None:
@@ -380,11 +299,7 @@ def retrain_best(
         tags=tags,
     )
     result = train(cfg, recorder)
-    MlflowClient().set_tag(parent, "best.retrained_run_id", result.run_id)
+    study_runs.tag_run(parent, {"best.retrained_run_id": result.run_id})
     # what callers get is what the run logged, rebuilt as any reader of the server would
     result.model = load_model(result.run_id).module
     return result
-
-
-def _log_search_space(client: MlflowClient, parent: str, space: SearchSpace) -> None:
-    client.log_dict(parent, space.to_dict(), f"{ARTIFACT_DIR}/search_space.json")

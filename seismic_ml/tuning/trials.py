@@ -6,13 +6,23 @@ import logging
 
 import optuna
 import torch
-from mlflow.entities import Run, RunTag
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from seismic_ml.config import RunConfig
 from seismic_ml.errors import SeismicMLError, first_line
+from seismic_ml.tracking.study_runs import (
+    NUMBER_TAG,
+    OBJECTIVE_METRIC,
+    PARENT_TAG,
+    REASON_TAG,
+    ROLE_TAG,
+    STATE_TAG,
+    STUDY_TAG,
+    ChildRun,
+    child_or_none,
+    close_failed_child,
+    tag_child,
+)
 from seismic_ml.tracking.training_run import MlflowRecorder
 from seismic_ml.training.loop import Trainer
 from seismic_ml.training.train import train
@@ -26,13 +36,6 @@ RUN_ID_ATTR = "mlflow_run_id"
 FAIL_REASON_ATTR = "fail_reason"
 SEED_ATTR = "sampler_seed"  # the TPE seed of the worker that sampled the trial
 RECORDED_FROM_ATTR = "recorded_from_trial"  # a COMPLETE copy of a heartbeat-failed trial
-OBJECTIVE_METRIC = "best/val_loss"
-PARENT_TAG = "mlflow.parentRunId"
-STATE_TAG = "optuna.trial_state"
-NUMBER_TAG = "optuna.trial_number"
-STUDY_TAG = "optuna.study_name"
-ROLE_TAG = "seismic_ml.role"
-REASON_TAG = "seismic_ml.failed_reason"
 
 # A trial failing with these is recorded FAIL and the study goes on; anything else stops it.
 TRIAL_ERRORS = (SeismicMLError, torch.OutOfMemoryError)
@@ -75,7 +78,6 @@ class Objective:
         self.options, self.space, self.base = options, space, base
         self.parent, self.experiment = parent, experiment
         self.sampler_seed = sampler_seed
-        self.client = MlflowClient()
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Train the sampled config; the objective is its best validation loss."""
@@ -92,7 +94,7 @@ class Objective:
             self._close(trial, "PRUNED", pruned_at)
             raise
         except StorageOutage as exc:  # the trial stays RUNNING: only its run says why
-            self._tag_child(trial, "FAIL", {REASON_TAG: first_line(exc)})
+            tag_child(self.parent, trial.number, "FAIL", {REASON_TAG: first_line(exc)})
             raise
         except BaseException as exc:
             trial.set_user_attr(FAIL_REASON_ATTR, first_line(exc))
@@ -125,55 +127,14 @@ class Objective:
         tags: dict[str, str] | None = None,
     ) -> None:
         """Tag the child run with how the trial ended, then record the run in the trial."""
-        run_id = self._tag_child(trial, state, tags)
+        run_id = tag_child(self.parent, trial.number, state, tags)
         if run_id is not None:  # None: failed before the run started (e.g. an invalid config)
             trial.set_user_attr(RUN_ID_ATTR, run_id)
 
-    def _tag_child(
-        self, trial: optuna.Trial, state: str, tags: dict[str, str] | None = None
-    ) -> str | None:
-        """Tag the child run (tracked_run has set its status); its id, None without one."""
-        run_id = None
-        try:
-            run_id = find_child_run(self.parent, trial.number)
-            if run_id is not None:
-                all_tags = {STATE_TAG: state, **(tags or {})}
-                self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in all_tags.items()])
-        except MlflowException as exc:
-            log.warning("could not tag the run of trial %d: %s", trial.number, first_line(exc))
-        return run_id
 
-
-def find_child_run(parent: str, number: int) -> str | None:
-    """The child run of a trial, found by its parent and trial number tags."""
-    run = child_run(parent, number)
-    return run.info.run_id if run else None
-
-
-def child_run(parent: str, number: int) -> Run | None:
-    """The child Run of a trial (its tags and latest metrics), or None."""
-    client = MlflowClient()
-    experiment_id = client.get_run(parent).info.experiment_id
-    query = f"tags.`{PARENT_TAG}` = '{parent}' AND tags.`{NUMBER_TAG}` = '{number}'"
-    runs = client.search_runs([experiment_id], filter_string=query, max_results=1)
-    return runs[0] if runs else None
-
-
-def _trial_run(study: optuna.Study, number: int) -> Run | None:
+def _trial_run(study: optuna.Study, number: int) -> ChildRun | None:
     """The trial's child run; None without one or when the tracking server fails (warned)."""
-    parent = study.user_attrs.get(PARENT_ATTR)
-    try:
-        return child_run(parent, number) if parent else None
-    except MlflowException as exc:
-        log.warning("could not read the run of trial %d: %s", number, first_line(exc))
-        return None
-
-
-def finished_value(run: Run | None) -> float | None:
-    """The objective of a run whose training finished (FINISHED, tagged COMPLETE), else None."""
-    if run is None or run.info.status != "FINISHED" or run.data.tags.get(STATE_TAG) != "COMPLETE":
-        return None
-    return run.data.metrics.get(OBJECTIVE_METRIC)
+    return child_or_none(study.user_attrs.get(PARENT_ATTR), number)
 
 
 def fail_stale_child(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -183,16 +144,15 @@ def fail_stale_child(study: optuna.Study, trial: FrozenTrial) -> None:
     added again, COMPLETE with the value its run logged: Optuna never reopens a FAIL trial.
     """
     run = _trial_run(study, trial.number)
-    value = finished_value(run)
-    if run is not None and value is not None:
-        _add_complete_copy(study, trial, run.info.run_id, value)
+    if run is not None and run.finished_value is not None:
+        _add_complete_copy(study, trial, run.run_id, run.finished_value)
         return
     worker = describe(trial.user_attrs.get(WORKER_ATTR))
     reason = (
         f"worker {worker} sent no heartbeat within the grace period "
         f"(found by worker {describe(this_worker())})"
     )
-    close_failed_child(study, trial.number, reason)
+    close_failed_child(study.user_attrs.get(PARENT_ATTR), trial.number, reason)
 
 
 def _add_complete_copy(study: optuna.Study, trial: FrozenTrial, run_id: str, value: float) -> None:
@@ -228,14 +188,14 @@ def fail_gone_trials(study: optuna.Study) -> list[int]:
     return closed
 
 
-def _complete_from_run(study: optuna.Study, trial: FrozenTrial, run: Run | None) -> bool:
+def _complete_from_run(study: optuna.Study, trial: FrozenTrial, run: ChildRun | None) -> bool:
     """Record the value of a trial whose run finished training; False when it had not."""
-    value = finished_value(run)
-    if run is None or value is None:
+    if run is None or run.finished_value is None:
         return False
+    value = run.finished_value
     storage = study._storage
     try:
-        storage.set_trial_user_attr(trial._trial_id, RUN_ID_ATTR, run.info.run_id)
+        storage.set_trial_user_attr(trial._trial_id, RUN_ID_ATTR, run.run_id)
         if not storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [value]):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
@@ -247,22 +207,22 @@ def _complete_from_run(study: optuna.Study, trial: FrozenTrial, run: Run | None)
         trial.number,
         worker,
         value,
-        run.info.run_id,
+        run.run_id,
     )
     return True
 
 
-def _fail_gone(study: optuna.Study, trial: FrozenTrial, run: Run | None) -> bool:
+def _fail_gone(study: optuna.Study, trial: FrozenTrial, run: ChildRun | None) -> bool:
     """Fail a gone worker's trial; the reason its run recorded on the way out, if any."""
     me = describe(this_worker())
     reason = f"worker {describe(trial.user_attrs.get(WORKER_ATTR))} is gone (found by worker {me})"
-    own = run.data.tags.get(REASON_TAG) if run is not None else None
+    own = run.reason if run is not None else None
     if own:  # e.g. the storage outage that stopped it
         reason = f"{own} (recorded by worker {me})"
     if not _fail_trial(study, trial, reason):
         return False
     log.warning("trial %d failed: %s", trial.number, reason)
-    close_failed_child(study, trial.number, reason)
+    close_failed_child(study.user_attrs.get(PARENT_ATTR), trial.number, reason)
     return True
 
 
@@ -274,19 +234,3 @@ def _fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
         return storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
-
-
-def close_failed_child(study: optuna.Study, number: int, reason: str) -> None:
-    """End a failed trial's child run FAILED, tagged FAIL with the reason."""
-    parent = study.user_attrs.get(PARENT_ATTR)
-    try:
-        run_id = find_child_run(parent, number) if parent else None
-        if run_id is None:
-            return
-        client = MlflowClient()
-        tags = [RunTag(STATE_TAG, "FAIL"), RunTag(REASON_TAG, reason)]
-        client.log_batch(run_id, tags=tags)
-        if client.get_run(run_id).info.status == "RUNNING":
-            client.set_terminated(run_id, "FAILED")
-    except MlflowException as exc:
-        log.warning("could not close the run of failed trial %d: %s", number, first_line(exc))

@@ -67,7 +67,7 @@ def test_the_study_creator_samples_with_the_seed_every_other_worker_apart() -> N
 
 
 def test_the_study_records_the_tracking_uri_without_its_password() -> None:
-    from seismic_ml.tuning.study import public_uri
+    from seismic_ml.tracking.study_runs import public_uri
 
     assert public_uri("http://me:secret@host:5000/x") == "http://me:***@host:5000/x"
     assert public_uri("http://host:5000") == "http://host:5000"
