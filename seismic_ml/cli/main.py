@@ -26,7 +26,7 @@ from seismic_ml.cli.click_options import (
 from seismic_ml.cli.evaluation import eval_mag, eval_phase, predict
 from seismic_ml.cli.export import export
 from seismic_ml.cli.tuning import tune, tune_report
-from seismic_ml.config import DataConfig, TrainConfig, checked
+from seismic_ml.config import DataConfig, TrainConfig
 from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
 from seismic_ml.models.registry import DEFAULT_MODEL, model_types
 
@@ -128,7 +128,7 @@ def make_train_command(task: str) -> click.Command:
             _only_epochs_with_resume(given)
             cfg = resume_config(resume, task, given.get("epochs"))
         else:
-            cfg = checked(run_config_from_options(model_type, given))
+            cfg = run_config_from_options(model_type, given)  # train() checks it
         recorder = MlflowRecorder(
             experiment,
             run_name,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from seismic_ml.config import RunConfig, with_model_defaults
+from seismic_ml.config import RunConfig, checked
 from seismic_ml.data.registry import load_dataset
 from seismic_ml.errors import SeismicMLError
 from seismic_ml.models.registry import build_model
@@ -28,8 +28,7 @@ def train(
 ) -> TrainResult:
     """Train cfg's model, recorded by recorder (memory when none; torchrun: rank 0 records)."""
     recorder = MemoryRecorder() if recorder is None else recorder
-    cfg = with_model_defaults(cfg)
-    cfg.validate()
+    cfg = checked(cfg)  # the one check (and defaults), before any data or record exists
     with distributed.process_group(resolve_device(cfg.train.device)):
         seed_everything(cfg.train.seed)
         with distributed.main_first():  # rank 0 may build the synthetic set
