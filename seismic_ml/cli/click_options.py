@@ -135,18 +135,28 @@ class FieldOption:
     def to_click(self, show_default: bool = True) -> click.Option:
         """The click option; its default is None so unset options stay distinguishable. Its
         help ends with what it accepts and its default; the configs' validate() checks them."""
-        kind = click.Choice(self.choices) if self.choices else _CLICK_TYPES[self.annotation]
-        notes = [self.allowed] if self.allowed and not self.choices else []
-        default = self.shown_default()
-        notes += [f"default: {default}"] if show_default and default else []
-        suffix = f" [{'; '.join(notes)}]" if notes else ""
-        return flag_option(self.name, type=kind, default=None, help=self.help + suffix)
+        kind = click.Choice(self.choices) if self.choices else click_type(self.annotation)
+        allowed = "" if self.choices else self.allowed
+        default = self.shown_default() if show_default else ""
+        help_text = help_with_notes(self.help, allowed, default)
+        return flag_option(self.name, type=kind, default=None, help=help_text)
 
     def shown_default(self) -> str:
         """The default as --help says it; "" when there is none to show (None, empty text)."""
         if self.default_text is not None:
             return self.default_text
         return "" if self.default is None or self.default == "" else str(self.default)
+
+
+def click_type(annotation: type) -> click.ParamType:
+    """The click type of a config field's (unwrapped) annotation."""
+    return _CLICK_TYPES[annotation]
+
+
+def help_with_notes(text: str, allowed: str, default: str) -> str:
+    """An option's help ending with what it accepts and its default: `text [range; default: x]`."""
+    notes = [n for n in (allowed, default and f"default: {default}") if n]
+    return text + (f" [{'; '.join(notes)}]" if notes else "")
 
 
 def flag_option(name: str, **kwargs: Any) -> click.Option:

@@ -10,12 +10,13 @@ import click
 
 from seismic_ml import interrupts
 from seismic_ml.cli.click_options import (
-    _CLICK_TYPES,
     Duration,
     FriendlyCommand,
     add_options,
+    click_type,
     field_options,
     flag_option,
+    help_with_notes,
     in_section,
     model_field_options,
     registered_line,
@@ -56,18 +57,21 @@ def _tune_options() -> list[click.Parameter]:
     ]
 
 
+def _param_name(field_name: str) -> str:
+    """The click parameter a TuneOptions field arrives as (storage_outage_limit_s ->
+    storage_outage_limit)."""
+    return tune_flag(field_name).removeprefix("--").replace("-", "_")
+
+
 def _tune_option(f: dataclasses.Field) -> click.Option:
     """One TuneOptions field as a click option under its tune flag."""
-    name = tune_flag(f.name).removeprefix("--").replace("-", "_")
-    kind = field_type(TuneOptions, f.name)
-    allowed = allowed_text(f.metadata)
     if f.name.endswith("_s"):  # seconds: typed as a duration (90s, 10m, 2h)
         default_text, kind = f"{f.default:g}s", Duration()
     else:
         default_text = "" if f.default in (None, "") else str(f.default).lower()
-        kind = _CLICK_TYPES[kind]
-    notes = [n for n in (allowed, default_text and f"default: {default_text}") if n]
-    help_text = f.metadata["help"] + (f" [{'; '.join(notes)}]" if notes else "")
+        kind = click_type(field_type(TuneOptions, f.name))
+    help_text = help_with_notes(f.metadata["help"], allowed_text(f.metadata), default_text)
+    name = _param_name(f.name)
     if kind is click.BOOL:  # --retrain-best alone, or --retrain-best true|false
         return flag_option(
             name, type=kind, is_flag=False, flag_value=True, default=f.default, help=help_text
@@ -123,7 +127,7 @@ def tune(task: str | None, model_type: str | None, **given: Any) -> None:
 
     quiet_libraries()
     fields = {f.name for f in dataclasses.fields(TuneOptions)} - set(NOT_OPTIONS)
-    asked = {f: given.pop(tune_flag(f).removeprefix("--").replace("-", "_")) for f in fields}
+    asked = {f: given.pop(_param_name(f)) for f in fields}
     options = TuneOptions(
         base=run_config_from_options(resolve_model_type(task, model_type), given),
         fixed_params=tuple(k for k, v in given.items() if v is not None),

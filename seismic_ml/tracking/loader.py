@@ -72,7 +72,6 @@ class TrainedModel:
     version: int | None = None
     uri: str = ""
     thresholds: dict[str, float] = field(default_factory=dict)  # tuned per phase; {}: none
-    run: Run | None = field(default=None, repr=False)  # the training run as the store holds it
 
     @property
     def task(self) -> str:
@@ -110,8 +109,7 @@ def load_source(source: Source, uri: str = "", cfg: RunConfig | None = None) -> 
         module = model_files.rebuild(args, files.weights)
         thresholds = model_files.check_thresholds(args.get("thresholds"), model_files.ARGS_FILE)
     thresholds = thresholds if cfg.task == "phase" else {}
-    where = (source.run_id, source.name, source.version, uri)
-    return TrainedModel(cfg, module, *where, thresholds, run)
+    return TrainedModel(cfg, module, source.run_id, source.name, source.version, uri, thresholds)
 
 
 def _checked_args(path: Path, where: str, cfg: RunConfig, run_id: str) -> dict[str, Any]:

@@ -159,11 +159,6 @@ def tag_version(name: str, version: int, tags: dict[str, str]) -> None:
         client.set_model_version_tag(name, str(version), key, value)
 
 
-def run_config(run_id: str) -> RunConfig:
-    """The RunConfig a training run logged as params."""
-    return RunConfig.from_params(get_run(run_id).data.params)
-
-
 def get_run(run_id: str) -> mlflow.entities.Run:
     """A run by id; an unknown id is a clear error."""
     try:

@@ -366,4 +366,4 @@ def test_magnitude_models_have_no_thresholds(tiny_dataset: str):
     assert "thresholds" not in args
     assert load_model(result.run_id).thresholds == {}
     assert not [k for k in result.history[0] if "threshold" in k]
-    assert model_io.run_config(result.run_id).task == "magnitude"
+    assert RunConfig.from_params(model_io.get_run(result.run_id).data.params).task == "magnitude"
