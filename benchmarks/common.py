@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import subprocess
@@ -18,6 +19,11 @@ from tests.processes import free_port, stop_group, wait_answering  # noqa: E402
 
 EXPERIMENT = "seismic-ml-bench"
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
+QUIET_ENV = {  # no run URLs, artifact or conversion progress bars between the bench's lines
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "TQDM_DISABLE": "1",
+}
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,19 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     start = time.perf_counter()
     result = fn()
     return time.perf_counter() - start, result
+
+
+def quiet_package() -> None:
+    """Keep the package's progress lines and MLflow's chatter out of the bench's output."""
+    from seismic_ml import progress
+
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    import mlflow  # noqa: F401  (it sets its logger's level on import: import it first)
+
+    progress.set_quiet(True)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
 
 
 def say(message: str) -> None:

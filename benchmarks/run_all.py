@@ -9,7 +9,6 @@ order). Set SEISBENCH_CACHE_ROOT: the synthetic sets are built there on first us
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import tempfile
@@ -20,19 +19,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 import common
-from common import Section, Sizes, say
+from common import Section, Sizes, quiet_package, say
 
 RESULTS = Path(__file__).resolve().parent / "results"
-QUIET_ENV = {  # no run URLs, artifact or conversion progress bars between the bench's lines
-    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    "TQDM_DISABLE": "1",
-}
 COMPARISONS = ("training", "data", "tracking", "evaluation", "fixed", "memory", "quality", "scale")
 
 
 def comparison(name: str) -> Callable[[Sizes, int, argparse.Namespace], Section]:
-    """The function that runs one comparison (imported late: QUIET_ENV must come first, as
+    """The function that runs one comparison (imported late: common.QUIET_ENV must come first, as
     tqdm reads its environment when it is imported)."""
     import data_path
     import eval_speed
@@ -91,19 +85,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.quality_dataset == "synthetic-mixed:2000":
             args.quality_dataset = "synthetic-mixed:200"
     return args
-
-
-def quiet_package() -> None:
-    """Keep the package's progress lines and MLflow's chatter out of the bench's output."""
-    from seismic_ml import progress
-
-    for key, value in QUIET_ENV.items():
-        os.environ.setdefault(key, value)
-    import mlflow  # noqa: F401  (it sets its logger's level on import: import it first)
-
-    progress.set_quiet(True)
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
 
 
 def run_one(name: str, size: Sizes, args: argparse.Namespace) -> Section:

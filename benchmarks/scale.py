@@ -27,6 +27,7 @@ from common import (
     Section,
     Sizes,
     compare,
+    quiet_package,
     ratio_at_most,
     run_config,
     say,
@@ -417,8 +418,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--storage", default="")
     args = parser.parse_args(argv)
-    from run_all import quiet_package
-
     quiet_package()
     if args.kind == "start":
         result = start_worker(args.dataset, args.budget, args.steps, args.batch, args.seed)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-__all__ = ["TrainedModel", "load_model"]
+from seismic_ml.version import __version__
+
+__all__ = ["TrainedModel", "__version__", "load_model"]
+_LAZY = ("TrainedModel", "load_model")
 
 
 def __getattr__(name: str) -> Any:
     """Import the loader (torch, mlflow) only when load_model or TrainedModel is asked for."""
-    if name in __all__:
+    if name in _LAZY:
         from seismic_ml.tracking import loader
 
         return getattr(loader, name)

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from seismic_ml import __version__
 from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.model_files import model_args
+from seismic_ml.version import __version__
 
 if TYPE_CHECKING:
     from seismic_ml.config import RunConfig

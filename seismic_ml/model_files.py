@@ -26,9 +26,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from seismic_ml import __version__
 from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
 from seismic_ml.models.registry import build_model, check_size, get_spec, non_defaults
+from seismic_ml.version import __version__
 
 if TYPE_CHECKING:
     from seismic_ml.config import RunConfig

@@ -36,7 +36,7 @@ from obspy.core.event import (
     WaveformStreamID,
 )
 
-from seismic_ml import __version__
+from seismic_ml.version import __version__
 
 NAMESPACE = "urn:seismic-ml:quakeml:1"
 PREFIX = "seismic_ml"

@@ -15,11 +15,11 @@ import mlflow
 from mlflow.tracking.fluent import _active_run_stack  # ending a run locally has no public API
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
-import seismic_ml
 from seismic_ml import interrupts
 from seismic_ml.errors import first_line
 from seismic_ml.tracking.sender import TrackingOutage
 from seismic_ml.tracking.store import ensure_store, experiment_id, mark_training_experiment
+from seismic_ml.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def standard_tags(task: str, model_type: str, dataset: str) -> dict[str, str]:
         "task": task,
         "model_type": model_type,
         "dataset": dataset,
-        "seismic_ml.version": seismic_ml.__version__,
+        "seismic_ml.version": __version__,
     }
     commit = git_commit()
     if commit:
@@ -163,7 +163,7 @@ def git_commit() -> str | None:
     """The commit of the package's checkout, or None outside one. MLflow's own source tags
     read the repository of the script that started Python, which for the `seismic-ml` console
     script or a notebook is not the one holding the code that trained."""
-    root = Path(seismic_ml.__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
