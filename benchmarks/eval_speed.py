@@ -63,9 +63,9 @@ def bare_forward_seconds(model: nn.Module, inputs: list[torch.Tensor]) -> float:
 
 
 def one_task(task: str, size: Sizes, repeats: int) -> list[Any]:
-    """Whole evaluate(), its scoring part, the window generator and the bare forward."""
-    from seismic_ml.evaluation.evaluate import evaluate
+    """Whole evaluate_run(), its scoring part, the window generator and the bare forward."""
     from seismic_ml.evaluation.inference import batches
+    from seismic_ml.tracking.evaluation_run import evaluate_run
     from seismic_ml.tracking.loader import Source, load_source
 
     run_id = trained_run(TASKS[task], size)
@@ -77,7 +77,7 @@ def one_task(task: str, size: Sizes, repeats: int) -> list[Any]:
     col: dict[str, list[float]] = {k: [] for k in ("whole", "scoring", "windows", "forward")}
     for i in range(repeats):
         say(f"evaluation: {task} repeat {i + 1}/{repeats}")
-        col["whole"].append(n / timed(lambda: evaluate(task, run_id, batch_size=size.batch))[0])
+        col["whole"].append(n / timed(lambda: evaluate_run(task, run_id, batch_size=size.batch))[0])
         col["scoring"].append(n / timed(scorer(task, model, data, cfg, size.batch))[0])
         col["windows"].append(n / timed(lambda: list(batches(generator, size.batch)))[0])
         col["forward"].append(n / bare_forward_seconds(model, inputs))
@@ -103,7 +103,7 @@ def run(size: Sizes, repeats: int) -> Section:
         [
             f"Test split of {size.dataset}, default-size phasenet / amag_v2 trained 2 steps "
             f"(weights only matter for speed), batch {size.batch}, CPU.",
-            "whole command: seismic_ml.evaluation.evaluate.evaluate() as `eval-phase` / "
+            "whole command: seismic_ml.tracking.evaluation_run.evaluate_run() as `eval-phase` / "
             "`eval-mag --run-id` call it: model download and rebuild, dataset load, an MLflow "
             "evaluation run, scoring, tables and metrics logged (no plots).",
             "scoring: score_phase / score_magnitude alone: the batched fixed windows, "

@@ -4,7 +4,7 @@ columns, some traces without S or magnitude).
 
 A picker must pick P and S within 0.5 s more often (F1) than the STA/LTA picker picks P; a
 magnitude model's residual spread must be below the Wood-Anderson local magnitude's. Both are
-scored by `evaluate()` on the test split, as `eval-phase` / `eval-mag` score them.
+scored by `evaluate_run()` on the test split, as `eval-phase` / `eval-mag` score them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def trained_and_scored(task: str, dataset: str, seed: int, epochs: int | None) -
     """Train the task's model with the defaults (epochs overridden for --quick), evaluate it."""
     import dataclasses
 
-    from seismic_ml.evaluation.evaluate import evaluate
+    from seismic_ml.tracking.evaluation_run import evaluate_run
     from seismic_ml.tracking.training_run import MlflowRecorder
     from seismic_ml.training.train import train
 
@@ -42,7 +42,7 @@ def trained_and_scored(task: str, dataset: str, seed: int, epochs: int | None) -
     say(f"quality: training {MODELS[task]} on {dataset} ({cfg.train.epochs} epochs)")
     run_id = train(cfg, options).run_id
     say(f"quality: evaluating {MODELS[task]} (run {run_id})")
-    return evaluate(task, run_id).metrics
+    return evaluate_run(task, run_id).metrics
 
 
 def above(name: str, value: float, reference: str, reference_value: float) -> Figure:
@@ -96,7 +96,7 @@ def run(size: Sizes, dataset: str, epochs: int | None) -> Section:
         "Each model trained with the documented defaults of `seismic-ml train-phase` / "
         f"`train-mag` (seed {size.seed}"
         + (f", {epochs} epochs instead of the default" if epochs else "")
-        + "), then scored by evaluate() on the test split, as `eval-phase` / `eval-mag`.",
+        + "), then scored by evaluate_run() on the test split, as `eval-phase` / `eval-mag`.",
         f"phase: STA/LTA P F1 {sta_lta:.3f}, S residual std "
         f"{phase.get('test/s_residual_std_s', float('nan')):.3f} s, P residual std "
         f"{phase.get('test/p_residual_std_s', float('nan')):.3f} s, tuned thresholds "

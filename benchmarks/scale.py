@@ -247,11 +247,11 @@ def tuning(size: Sizes, reference: dict[str, Any]) -> tuple[Figure, list[dict[st
 
 def evaluation(size: Sizes, folder: Path, models: list[str], repeats: int) -> list[Figure]:
     """Two models' scoring of one test split (baseline cache cold, then warm) and their whole
-    evaluate() against the bare forward over the same windows."""
+    evaluate_run() against the bare forward over the same windows."""
     from eval_speed import bare_forward_seconds, eval_windows, scorer
 
-    from seismic_ml.evaluation.evaluate import evaluate
     from seismic_ml.evaluation.inference import batches
+    from seismic_ml.tracking.evaluation_run import evaluate_run
     from seismic_ml.tracking.loader import Source, load_source
 
     loaded = []
@@ -264,8 +264,8 @@ def evaluation(size: Sizes, folder: Path, models: list[str], repeats: int) -> li
     whole: dict[str, list[float]] = {"cold": [], "warm": []}
     forget_baselines(folder)
     for (run_id, *_), key in zip(loaded, ("cold", "warm"), strict=True):
-        say(f"scale: evaluate() of {run_id}, baseline cache {key}")
-        seconds, _ = timed(lambda r=run_id: evaluate("phase", r, batch_size=size.batch))
+        say(f"scale: evaluate_run() of {run_id}, baseline cache {key}")
+        seconds, _ = timed(lambda r=run_id: evaluate_run("phase", r, batch_size=size.batch))
         whole[key].append(n / seconds)
     forget_baselines(folder)
     # model 1 cold (the first scoring of the split), model 2 warm in every repeat, then model 1
@@ -390,7 +390,7 @@ def notes(size: Sizes, runs: dict[str, list[dict]], trials: list[dict], tuner: d
         "evaluation: the first and second preloaded starts' models on the test split. scoring: "
         "score_phase (windows, forward, STA/LTA baseline, metrics) as eval_speed measures it; "
         "model 1 with the set's classical-baseline results deleted first, model 2 after it "
-        "(warm), then model 1 again (warm). whole command: evaluate() (`eval-phase --run-id`), "
+        "(warm), then model 1 again (warm). whole command: evaluate_run() (`eval-phase --run-id`), "
         "model 1 cold, model 2 warm. "
         "bare forward: model(x), eval mode, no_grad, over the same windows pre-cut.",
         "peak RSS: VmHWM of each worker process; this process ran the evaluation (and any "

@@ -116,13 +116,13 @@ def make_eval_command(task: str) -> click.Command:
 
     @add_options([*(opt for section in sections for opt in section), *check_options])
     def command(**given: Any) -> None:
-        from seismic_ml.evaluation.evaluate import evaluate
+        from seismic_ml.tracking.evaluation_run import evaluate_run
         from seismic_ml.tracking.store import require_store
 
         require_store()
 
         overrides = {k: given.pop(k) for k in check_names}
-        result = evaluate(task, overrides=overrides, **given)
+        result = evaluate_run(task, overrides=overrides, **given)
         _report(result)
 
     command.__doc__ = (
@@ -278,12 +278,15 @@ def predict(
 ) -> None:
     """Picks or per-station magnitudes from a logged model, for any obspy-readable FILE."""
     from seismic_ml.evaluation import predict as predicting
+    from seismic_ml.tracking.loader import load_model
     from seismic_ml.tracking.store import require_store
 
     require_store()  # a read-only command never creates a store
 
     curves = bool(figure or out)
-    prediction = predicting.predict(model_uri, files, picker_uri, p_times, threshold, curves)
+    trained = load_model(model_uri)
+    picker = load_model(picker_uri) if picker_uri else None
+    prediction = predicting.predict(trained, files, picker, p_times, threshold, curves)
     for note in prediction.notes:
         click.echo(f"note: {note}", err=True)
     if out is None:

@@ -120,15 +120,10 @@ def make_train_command(task: str) -> click.Command:
         system_metrics: bool,
         **given: Any,
     ) -> None:
-        from seismic_ml.tracking.training_run import MlflowRecorder, resume_config
+        from seismic_ml.tracking.training_run import MlflowRecorder
         from seismic_ml.training import distributed
         from seismic_ml.training.train import train
 
-        if resume:
-            _only_epochs_with_resume(given)
-            cfg = resume_config(resume, task, given.get("epochs"))
-        else:
-            cfg = run_config_from_options(model_type, given)  # train() checks it
         recorder = MlflowRecorder(
             experiment,
             run_name,
@@ -138,6 +133,11 @@ def make_train_command(task: str) -> click.Command:
             outage_limit_s=tracking_outage_limit,
             system_metrics=system_metrics,
         )
+        if resume:
+            _only_epochs_with_resume(given)
+            cfg = recorder.resume_config(task, given.get("epochs"))  # reads the run, once
+        else:
+            cfg = run_config_from_options(model_type, given)  # train() checks it
         result = train(cfg, recorder)
         if distributed.is_main():  # under torchrun the other ranks stay quiet
             _report(result)

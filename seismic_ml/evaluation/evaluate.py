@@ -1,11 +1,11 @@
-"""evaluate(): load a trained model (from data, never code), score it, log an evaluation run.
+"""evaluate(trained, settings, recorder): score a trained model on a split, beside a classical
+baseline, and hand what it scored to the recorder it is given (memory when none).
 
-Everything comes from the evaluated run: the model (its params and safetensors weights), its
-type and options, the dataset (unless another is named). The evaluation is itself an MLflow run
-in the training run's experiment, so evaluations of several models compare in the UI; when a
-registry version was evaluated on a whole split, its headline metrics also go onto that version
-as tags. An evaluation of part of a split (--max-traces) says so: tag and param `eval.subset`
-("100 of 400 traces"), and on a version only `eval_subset/*` tags, never the headline ones.
+The model comes loaded (`seismic_ml.load_model`, or `tracking.evaluation_run.evaluate_run`,
+which also records the evaluation as an MLflow run in the training run's experiment); its
+config says the dataset unless the settings name another. An evaluation of part of a split
+(--max-traces) says so: tag and param `eval.subset` ("100 of 400 traces"), and the registry
+version tags it proposes are then only `eval_subset/*`, never the headline ones.
 
 Pickers are scored at the fixed threshold and at per-phase thresholds tuned on a dev split, as
 seisbench's pick benchmark does: the model's own (tuned in training), else tuned here on the
@@ -20,7 +20,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import seisbench.data as sbd
@@ -31,14 +30,16 @@ from seismic_ml.data.quality import screen
 from seismic_ml.data.registry import canonical_name, get_split, load_dataset
 from seismic_ml.errors import SeismicMLError, first_line
 from seismic_ml.evaluation import metrics
-from seismic_ml.evaluation.checks import check_overrides, check_task
 from seismic_ml.evaluation.inference import WINDOW_SEED, Scored
+from seismic_ml.evaluation.recorder import (
+    EvalRecorder,
+    EvalRecording,
+    MemoryEvalRecorder,
+    ScoredSplit,
+)
 from seismic_ml.evaluation.scoring_magnitude import score_magnitude
 from seismic_ml.evaluation.scoring_phase import dev_thresholds, score_phase
-from seismic_ml.tracking import model_io
-from seismic_ml.tracking.evaluation_run import MlflowEvalRecorder, MlflowEvalRecording, ScoredSplit
-from seismic_ml.tracking.loader import TrainedModel, load_source, resolve_pair
-from seismic_ml.tracking.run import standard_tags
+from seismic_ml.trained import TrainedModel
 
 DEFAULT_BATCH_SIZE = 64
 EVALUATED_RUN_TAG = "seismic_ml.evaluated_run_id"
@@ -66,18 +67,20 @@ class EvalResult:
     threshold: float | None = None  # pickers: the fixed threshold
     tuned_from: str = ""  # pickers: where the tuned thresholds came from
     subset: str = ""  # "100 of 400 traces" when part of the split was scored
+    version_tags: dict[str, str] = field(default_factory=dict)  # for a registry version
 
 
 @dataclass
 class EvalSettings:
-    """How to score: which data, how many traces, batch size, threshold, figures or not."""
+    """How to score: which data ("": the model's), how many traces (0: all), batch size,
+    the pickers' fixed threshold, figures or not."""
 
-    dataset: str
-    split: str
-    max_traces: int
-    batch_size: int
-    threshold: float
-    plot: bool
+    dataset: str = ""
+    split: str = "test"
+    max_traces: int = 0
+    batch_size: int = DEFAULT_BATCH_SIZE
+    threshold: float = metrics.DEFAULT_THRESHOLD
+    plot: bool = False
     tuned: dict[str, float] = field(default_factory=dict)  # per-phase tuned thresholds
     tuned_from: str = ""
     n_traces: int = 0  # traces of the split chosen for scoring (before screening)
@@ -92,49 +95,32 @@ class EvalSettings:
 
 
 def evaluate(
-    task: str,
-    run_id: str | None = None,
-    model_uri: str | None = None,
-    dataset: str | None = None,
-    split: str = "test",
-    plot: bool = False,
-    overrides: dict[str, Any] | None = None,
-    experiment: str | None = None,
-    max_traces: int = 0,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    threshold: float = metrics.DEFAULT_THRESHOLD,
+    trained: TrainedModel, settings: EvalSettings, recorder: EvalRecorder | None = None
 ) -> EvalResult:
-    """Score a trained model on a split and log the evaluation as an MLflow run."""
-    source, model_uri = resolve_pair(run_id, model_uri)
-    cfg = source.config  # the training run, read once: its params, name and experiment
-    check_task(cfg, task, source.run_id)
-    check_overrides(cfg, overrides or {}, source.run_id)
-    trained = load_source(source, model_uri, cfg)
-    dataset = canonical_name(dataset or cfg.data.dataset)
-    settings = EvalSettings(dataset, split, max_traces, batch_size, threshold, plot)
-    # unreadable or unusable data fails here, before the evaluation run exists
-    data, screening = screen(_chosen_split(settings), split)
-    if task == "phase":
+    """Score a trained model on a split; the recorder (memory when none) records it."""
+    recorder = MemoryEvalRecorder() if recorder is None else recorder
+    settings.dataset = canonical_name(settings.dataset or trained.config.data.dataset)
+    # unreadable or unusable data fails here, before any record exists
+    data, screening = screen(_chosen_split(settings), settings.split)
+    if trained.task == "phase":
         settings.tuned, settings.tuned_from = tuned_thresholds(trained, settings)
     excluded = {k.replace("data.", "eval."): v for k, v in screening.to_params().items()}
     params = {**_params(trained, settings), **excluded}
-    scored_split = ScoredSplit(data.metadata, dataset, str(data.path), split)
-    recorder = MlflowEvalRecorder(experiment)
-    with recorder.open(source.run, _tags(trained, settings), params, scored_split) as recording:
+    scored_split = ScoredSplit(data.metadata, settings.dataset, str(data.path), settings.split)
+    with recorder.open(_tags(trained, settings), params, scored_split) as recording:
         scored, artifacts = _score_and_record(trained, settings, data, recording)
-    if source.name and source.version is not None:
-        tags = version_tags(task, scored.metrics, settings, recording.run_id)
-        model_io.tag_version(source.name, source.version, tags)
-    info = (recording.run_id, source.run_id, model_uri, task, cfg.model_type)
-    fixed = threshold if task == "phase" else None
+    registered = trained.name and trained.version is not None
+    tags = version_tags(trained.task, scored.metrics, settings, recording.run_id)
+    info = (recording.run_id, trained.run_id, trained.uri, trained.task, trained.model_type)
     return EvalResult(
         *info,
         scored.metrics,
         scored.predictions,
         artifacts,
-        fixed,
+        settings.threshold if trained.task == "phase" else None,
         settings.tuned_from,
         settings.subset,
+        tags if registered else {},
     )
 
 
@@ -185,7 +171,7 @@ def _score_and_record(
     trained: TrainedModel,
     settings: EvalSettings,
     data: sbd.WaveformDataset,
-    recording: MlflowEvalRecording,
+    recording: EvalRecording,
 ) -> tuple[Scored, list[str]]:
     """Score on the split; metrics, tables and figures go to the recording."""
     part = f" (a subset: {settings.subset} of the split)" if settings.subset else ""
@@ -213,7 +199,9 @@ def _score_and_record(
 def _tags(trained: TrainedModel, settings: EvalSettings) -> dict[str, str]:
     """Tags of the evaluation run: task, model, dataset and what was evaluated."""
     tags = {
-        **standard_tags(trained.task, trained.model_type, settings.dataset),
+        "task": trained.task,
+        "model_type": trained.model_type,
+        "dataset": settings.dataset,
         EVALUATED_RUN_TAG: trained.run_id,
         EVALUATED_MODEL_TAG: trained.uri,
         "split": settings.split,

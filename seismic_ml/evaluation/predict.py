@@ -41,7 +41,7 @@ from seismic_ml.evaluation.model_input import (
     station_key,
 )
 from seismic_ml.models.magnitude import split_output
-from seismic_ml.tracking.loader import TrainedModel, load_model
+from seismic_ml.trained import TrainedModel
 
 PRE_P_S = 5.0
 ID_COLUMNS = ["network", "station", "location", "channel"]
@@ -94,9 +94,9 @@ def is_phase_model(model: nn.Module) -> bool:
 
 
 def predict(
-    model_uri: str,
+    trained: TrainedModel,
     paths: Sequence[Path | str],
-    picker_uri: str | None = None,
+    picker: TrainedModel | None = None,
     p_times: Sequence[str] = (),
     threshold: float | None = None,
     curves: bool = False,
@@ -106,19 +106,18 @@ def predict(
     threshold applies to every phase; None: the model's (or picker's) tuned ones, else 0.3.
     """
     stream = read_waveforms(paths)
-    trained = load_model(model_uri)
     spec = ModelInput.of(trained.module)
     inputs = station_inputs(stream, spec)
     about_stream = missing_components(stream, f"{trained.model_type} reads Z, N and E")
     about_stream += resampled(inputs, spec)
     if is_phase_model(trained.module):
-        if picker_uri or p_times:
+        if picker is not None or p_times:
             raise SeismicMLError("--picker-uri and --p-time apply to magnitude models only")
         thresholds, shown = pick_thresholds(trained, threshold)
         prediction = predict_picks(trained.module, stream, inputs, thresholds, curves)
         prediction.notes.append(f"pick thresholds: {shown}")
     else:
-        onsets, notes = p_onsets(stream, picker_uri, p_times, threshold)
+        onsets, notes = p_onsets(stream, picker, p_times, threshold)
         prediction = predict_magnitudes(trained.module, inputs, onsets)
         prediction.notes[:0] = notes
     prediction.notes[:0] = about_stream
@@ -282,22 +281,23 @@ def pick_row(pick: Any, codes: Sequence[str]) -> dict[str, Any]:
 
 
 def p_onsets(
-    stream: obspy.Stream, picker_uri: str | None, p_times: Sequence[str], threshold: float | None
+    stream: obspy.Stream,
+    picker: TrainedModel | None,
+    p_times: Sequence[str],
+    threshold: float | None,
 ) -> tuple[dict[str, tuple[UTCDateTime, str, float]], list[str]]:
     """Per station (NET.STA.LOC): P time, where it came from, its probability (NaN if given)."""
     stations = station_ids(stream)
-    if bool(picker_uri) == bool(p_times):
+    if (picker is not None) == bool(p_times):
         raise SeismicMLError("a magnitude model needs the P onset: give --picker-uri or --p-time")
     if p_times:
         return _given_onsets(stations, p_times), []
-    trained = load_model(picker_uri)
-    picker = trained.module
-    if not is_phase_model(picker):
-        raise SeismicMLError(f"--picker-uri {picker_uri} is not a phase-picking model")
-    thresholds, shown = pick_thresholds(trained, threshold)
-    inputs = station_inputs(stream, ModelInput.of(picker))
+    if not is_phase_model(picker.module):
+        raise SeismicMLError(f"--picker-uri {picker.uri} is not a phase-picking model")
+    thresholds, shown = pick_thresholds(picker, threshold)
+    inputs = station_inputs(stream, ModelInput.of(picker.module))
     onsets: dict[str, tuple[UTCDateTime, str, float]] = {}
-    for pick, _ in classify_picks(picker, inputs, thresholds):
+    for pick, _ in classify_picks(picker.module, inputs, thresholds):
         station = pick.trace_id
         if pick.phase == "P" and pick.peak_value > onsets.get(station, (0, "", -1.0))[2]:
             onsets[station] = (pick.peak_time, "picker", round(float(pick.peak_value), 4))

@@ -19,19 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
-import pandas as pd
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from torch import nn
 
 from seismic_ml import model_files
 from seismic_ml.config import RunConfig
 from seismic_ml.errors import SeismicMLError, first_line
-from seismic_ml.serving.windows import pick_thresholds, predict_windows
 from seismic_ml.tracking import model_io
 from seismic_ml.tracking.store import CHOOSE_STORE
+from seismic_ml.trained import TrainedModel
+
+__all__ = ["Source", "TrainedModel", "load_model", "load_source", "resolve", "resolve_pair"]
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/]+)|@(?P<alias>[^/]+))?$")
@@ -59,36 +58,6 @@ class Source:
     def config(self) -> RunConfig:
         """The config the training run logged as params (checked against their ranges)."""
         return RunConfig.from_params(self.run.data.params)
-
-
-@dataclass
-class TrainedModel:
-    """A trained network in eval mode with the config it was trained with and where it came from."""
-
-    config: RunConfig
-    module: nn.Module
-    run_id: str
-    name: str | None = None
-    version: int | None = None
-    uri: str = ""
-    thresholds: dict[str, float] = field(default_factory=dict)  # tuned per phase; {}: none
-
-    @property
-    def task(self) -> str:
-        """phase or magnitude."""
-        return self.config.task
-
-    @property
-    def model_type(self) -> str:
-        """The registry name of the architecture."""
-        return self.config.model_type
-
-    def predict_windows(self, x: np.ndarray, threshold: float | None = None) -> pd.DataFrame:
-        """Picks or magnitudes of (n, 3, in_samples) raw ZNE windows, as served: picks at the
-        given threshold, else at the thresholds tuned in training, else at the default."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        chosen = pick_thresholds(threshold, self.thresholds)
-        return predict_windows(self.module, self.task, x, np.arange(len(x)), chosen)
 
 
 def load_model(ref: str) -> TrainedModel:
@@ -144,9 +113,9 @@ def _find_files(run: Any, model_id: str | None) -> model_io.ModelFiles | None:
         ) from exc
 
 
-def check_run_model(run_id: str) -> None:
+def check_run_model(run: Run) -> None:
     """Refuse a run whose model_args.json (if it has one) contradicts its params."""
-    run = model_io.get_run(run_id)
+    run_id = run.info.run_id
     try:
         place = model_io.model_place(run)
     except MlflowException as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -185,14 +185,14 @@ class ModelPlace:
     """Where a run keeps its model files: a logged model's artifacts, or the run's weights/."""
 
     where: str  # "model m-...", or "weights/"
-    run_id: str
+    run: mlflow.entities.Run = field(compare=False)
     names: frozenset[str]  # the files there
     base_uri: str = ""  # the logged model's artifact folder; "" for the run's weights/
 
     def fetch(self, name: str) -> Path:
         """One of the files, downloaded into a temporary folder (missing: SeismicMLError)."""
         if not self.base_uri:
-            return download_artifact(self.run_id, f"{model_files.WEIGHTS_DIR}/{name}")
+            return download_artifact(self.run, f"{model_files.WEIGHTS_DIR}/{name}")
         target = tempfile.mkdtemp(prefix="seismic_ml_artifact_")
         uri = f"{self.base_uri}/{name}"
         try:
@@ -211,11 +211,11 @@ def model_place(run: mlflow.entities.Run, model_id: str | None = None) -> ModelP
     if logged is None:
         listed = client.list_artifacts(run.info.run_id, model_files.WEIGHTS_DIR)
         names = frozenset(Path(f.path).name for f in listed)
-        return ModelPlace(f"{model_files.WEIGHTS_DIR}/", run.info.run_id, names)
+        return ModelPlace(f"{model_files.WEIGHTS_DIR}/", run, names)
     listed = client.list_logged_model_artifacts(logged.model_id, MODEL_ARTIFACTS)
     names = frozenset(Path(f.path).name for f in listed)
     base = f"{logged.artifact_location.rstrip('/')}/{MODEL_ARTIFACTS}"
-    return ModelPlace(f"model {logged.model_id}", run.info.run_id, names, base)
+    return ModelPlace(f"model {logged.model_id}", run, names, base)
 
 
 def find_model_files(run: mlflow.entities.Run, model_id: str | None = None) -> ModelFiles | None:
@@ -241,15 +241,15 @@ def logged_model(run: mlflow.entities.Run, model_id: str | None = None) -> Any:
     return found[0] if found else None
 
 
-def download_artifact(run_id: str, path: str) -> Path:
-    """Download one artifact of a run into a temporary folder."""
+def download_artifact(run: mlflow.entities.Run, path: str) -> Path:
+    """Download one artifact of a run (as read: its artifact URI, not read again) into a
+    temporary folder."""
     target = tempfile.mkdtemp(prefix="seismic_ml_artifact_")
+    uri = f"{run.info.artifact_uri.rstrip('/')}/{path}"
     try:
-        local = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=path, dst_path=target
-        )
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=target)
     except (MlflowException, OSError) as exc:
-        raise SeismicMLError(f"run {run_id} has no artifact {path!r}") from exc
+        raise SeismicMLError(f"run {run.info.run_id} has no artifact {path!r}") from exc
     return Path(local)
 
 

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import Run
 from mlflow.tracking.fluent import _active_run_stack  # ending a run locally has no public API
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
@@ -65,20 +66,22 @@ def _warn_if_elsewhere(name: str | None) -> None:
 def tracked_run(
     run_name: str | None = None,
     experiment: str | None = None,
-    run_id: str | None = None,
+    resumed: Run | None = None,
     nested: bool = False,
     tags: dict[str, str] | None = None,
     killed_on: tuple[type[BaseException], ...] = (),
     system_metrics: bool = False,
 ) -> Iterator[mlflow.ActiveRun]:
-    """Start (or resume) a run and end it FINISHED, FAILED on an exception, KILLED on a signal.
+    """Start a run (or reopen resumed, as read) and end it FINISHED, FAILED on an exception,
+    KILLED on a signal.
 
     Exceptions in killed_on (such as Optuna's TrialPruned) mean "stopped on purpose": KILLED.
     A run whose end cannot be recorded (the server is down) stays RUNNING until `runs gc`.
     """
     ensure_store()
-    if run_id is not None:
-        _use_experiment_of(run_id)
+    run_id = None if resumed is None else resumed.info.run_id
+    if resumed is not None:
+        _use_experiment_of(resumed)
     elif not nested:
         use_experiment(experiment)
     with interrupts.signals_raise():
@@ -103,12 +106,12 @@ def tracked_run(
         mlflow.end_run("FINISHED")
 
 
-def _use_experiment_of(run_id: str) -> None:
+def _use_experiment_of(run: Run) -> None:
     """Make the resumed run's experiment the active one: MLflow refuses to reopen a run of
     another experiment than the one this process last selected."""
     if under_mlflow_project():
         return
-    mlflow.set_experiment(experiment_id=mlflow.get_run(run_id).info.experiment_id)
+    mlflow.set_experiment(experiment_id=run.info.experiment_id)
     _restore_experiment_env()
 
 
@@ -146,13 +149,13 @@ def run_name(*parts: str) -> str:
 
 
 def standard_tags(task: str, model_type: str, dataset: str) -> dict[str, str]:
-    """The tags every training run carries (MLflow's source commit: the package's own)."""
-    tags = {
-        "task": task,
-        "model_type": model_type,
-        "dataset": dataset,
-        "seismic_ml.version": __version__,
-    }
+    """The tags every training run carries: what it trained on, and package_tags()."""
+    return {"task": task, "model_type": model_type, "dataset": dataset, **package_tags()}
+
+
+def package_tags() -> dict[str, str]:
+    """The package's version and, in a checkout, its commit as MLflow's own source tag."""
+    tags = {"seismic_ml.version": __version__}
     commit = git_commit()
     if commit:
         tags[MLFLOW_GIT_COMMIT] = commit

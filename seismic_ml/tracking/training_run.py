@@ -62,12 +62,20 @@ class MlflowRecorder:
     killed_on: tuple[type[BaseException], ...] = ()
     outage_limit_s: float = 900.0
     system_metrics: bool = True
+    resumed: mlflow.entities.Run | None = field(default=None, init=False, repr=False)
+
+    def resume_config(self, task: str, epochs: int | None = None) -> RunConfig:
+        """The config of the run to resume (to more epochs if asked), refused when it cannot be.
+        The run is read from the store once: open() reuses it."""
+        self.resumed = model_io.get_run(self.resume)
+        return resumed_config(self.resumed, task, epochs)
 
     @contextlib.contextmanager
     def open(self, cfg: RunConfig, trainer: Trainer) -> Iterator[MlflowRecording]:
         """A new run, or the run to resume; it ends FINISHED, FAILED or KILLED with the block."""
         # a checkpoint that is not weights-only is refused before the run reopens: it stays
-        snapshot = _resume_snapshot(self.resume) if self.resume else None
+        resumed = self._resumed_run() if self.resume else None
+        snapshot = None if resumed is None else _resume_snapshot(resumed)
         tags = {**standard_tags(cfg.task, cfg.model_type, cfg.data.dataset), **self.tags}
         name = None if self.resume else self.run_name or run_name(cfg.model_type, cfg.data.dataset)
         with (
@@ -75,7 +83,7 @@ class MlflowRecorder:
             tracked_run(
                 run_name=name,
                 experiment=self.experiment,
-                run_id=self.resume or None,
+                resumed=resumed,
                 nested=self.nested,
                 tags=None if self.resume else tags,
                 killed_on=self.killed_on,
@@ -83,6 +91,12 @@ class MlflowRecorder:
             ) as run,
         ):
             yield MlflowRecording(self, cfg, trainer, run.info.run_id, snapshot).begin()
+
+    def _resumed_run(self) -> mlflow.entities.Run:
+        """The run to resume, as resume_config() read it (else read now)."""
+        if self.resumed is None or self.resumed.info.run_id != self.resume:
+            self.resumed = model_io.get_run(self.resume)
+        return self.resumed
 
 
 class MlflowRecording:
@@ -227,17 +241,18 @@ def _logged_so_far(run_id: str) -> tuple[int, int]:
     return (int(steps.max()) if len(steps) else -1, int(epochs.max()) if len(epochs) else 0)
 
 
-def _resume_snapshot(run_id: str) -> dict[str, Any]:
+def _resume_snapshot(run: mlflow.entities.Run) -> dict[str, Any]:
     """The weights-only snapshot a resume continues from, once params and model args agree."""
-    check_run_model(run_id)
-    return load_checkpoint(_resume_checkpoint(run_id, local.run_dir(run_id) / CHECKPOINT_NAME))
+    check_run_model(run)
+    kept = local.run_dir(run.info.run_id) / CHECKPOINT_NAME
+    return load_checkpoint(_resume_checkpoint(run, kept))
 
 
-def _resume_checkpoint(run_id: str, kept: Path) -> Path:
+def _resume_checkpoint(run: mlflow.entities.Run, kept: Path) -> Path:
     """The checkpoint to resume from: the one kept here (it may be newer), else the run's."""
     if kept.is_file():
         return kept
-    return model_io.download_artifact(run_id, f"{CHECKPOINT_DIR}/{CHECKPOINT_NAME}")
+    return model_io.download_artifact(run, f"{CHECKPOINT_DIR}/{CHECKPOINT_NAME}")
 
 
 def _log_weights(
@@ -254,9 +269,9 @@ def _log_weights(
     return None
 
 
-def resume_config(run_id: str, task: str, epochs: int | None = None) -> RunConfig:
+def resumed_config(run: mlflow.entities.Run, task: str, epochs: int | None = None) -> RunConfig:
     """The config of a run to resume (optionally to more epochs), refused when it cannot be."""
-    run = model_io.get_run(run_id)
+    run_id = run.info.run_id
     cfg = RunConfig.from_params(run.data.params)
     if cfg.task != task:
         command = "train-phase" if cfg.task == "phase" else "train-mag"

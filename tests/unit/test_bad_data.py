@@ -193,11 +193,11 @@ def test_unreadable_hdf5_in_training_is_one_line_naming_the_file(broken_dataset:
 def test_unreadable_hdf5_in_evaluation_is_one_line_naming_the_file(
     broken_dataset: Path, nan_run: mlflow.entities.Run
 ) -> None:
-    from seismic_ml.evaluation.evaluate import evaluate
+    from seismic_ml.tracking.evaluation_run import evaluate_run
 
     before = n_runs()
     with pytest.raises(SeismicMLError) as info:
-        evaluate("magnitude", run_id=nan_run.info.run_id, dataset=str(broken_dataset))
+        evaluate_run("magnitude", run_id=nan_run.info.run_id, dataset=str(broken_dataset))
     assert str(broken_dataset / "waveforms.hdf5") in one_line(str(info.value))
     assert n_runs() == before
 

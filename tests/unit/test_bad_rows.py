@@ -170,9 +170,9 @@ def test_rows_naming_no_waveform_are_left_out_of_a_finished_run(
 def test_evaluation_counts_rows_naming_no_waveform(
     bad_rows: Path, bad_rows_run: mlflow.entities.Run
 ) -> None:
-    from seismic_ml.evaluation.evaluate import evaluate
+    from seismic_ml.tracking.evaluation_run import evaluate_run
 
-    result = evaluate(
+    result = evaluate_run(
         "magnitude", run_id=bad_rows_run.info.run_id, dataset=str(bad_rows), split="dev"
     )
     params = mlflow.get_run(result.run_id).data.params

@@ -1,4 +1,5 @@
-"""Who may import whom: MLflow only in tracking/ and serving/, training/ below tracking/."""
+"""Who may import whom: MLflow only in tracking/ and serving/; training/ and evaluation/ are pure
+(their records are handed in), so neither imports tracking/."""
 
 from __future__ import annotations
 
@@ -37,3 +38,9 @@ def test_only_tracking_and_serving_import_mlflow() -> None:
 def test_training_imports_neither_tracking_nor_evaluation() -> None:
     upward = modules_importing("seismic_ml.tracking") + modules_importing("seismic_ml.evaluation")
     assert [m for m in upward if m.startswith("training/")] == []
+
+
+def test_evaluation_does_not_import_tracking() -> None:
+    assert [
+        m for m in modules_importing("seismic_ml.tracking") if m.startswith("evaluation/")
+    ] == []

@@ -7,8 +7,9 @@ import obspy
 import pytest
 import torch
 
+from seismic_ml import load_model
 from seismic_ml.errors import SeismicMLError
-from seismic_ml.evaluation import predict as run
+from seismic_ml.evaluation import predict as predicting
 from seismic_ml.evaluation.model_input import ModelInput, cut, joined, station_inputs
 from tests.unit.test_predict import event_file, logged_models
 
@@ -43,7 +44,7 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> list:
         calls.append((spec, station_inputs(stream, spec)))
         return calls[-1][1]
 
-    monkeypatch.setattr(run, "station_inputs", spy)
+    monkeypatch.setattr(predicting, "station_inputs", spy)
     return calls
 
 
@@ -57,8 +58,10 @@ def _p_times(event: dict) -> list[str]:
 
 
 def test_both_tasks_read_a_50_hz_stream_through_the_one_path(models, event, seen):
-    picks = run.predict(models["uris"]["phase"], [event["slow"]], threshold=0.05)
-    magnitudes = run.predict(models["uris"]["magnitude"], [event["slow"]], p_times=_p_times(event))
+    picks = predicting.predict(load_model(models["uris"]["phase"]), [event["slow"]], threshold=0.05)
+    magnitudes = predicting.predict(
+        load_model(models["uris"]["magnitude"]), [event["slow"]], p_times=_p_times(event)
+    )
     assert [spec for spec, _ in seen] == [MODEL_INPUT, MODEL_INPUT]
     for (_, inputs), prediction in zip(seen, (picks, magnitudes)):
         assert sorted(s.key.split(".")[1] for s in inputs) == sorted(event["truth"])
@@ -72,7 +75,7 @@ def test_both_tasks_read_a_50_hz_stream_through_the_one_path(models, event, seen
     table = magnitudes.table.set_index("station")
     for station in magnitude_inputs:
         p_time = obspy.UTCDateTime(table.loc[station.key.split(".")[1], "p_time"])
-        window, _ = cut(station, p_time - run.PRE_P_S, MODEL_INPUT)
+        window, _ = cut(station, p_time - predicting.PRE_P_S, MODEL_INPUT)
         with torch.no_grad():
             magnitude = float(models["magnitude"](torch.from_numpy(window[None]))[0])
         assert table.loc[station.key.split(".")[1], "magnitude"] == pytest.approx(
@@ -105,10 +108,10 @@ def test_a_station_without_a_component_has_no_magnitude_in_one_line(models, even
     path = tmp_path / "z_only.mseed"
     event["stream"].select(component="Z").write(str(path), format="MSEED")
     with pytest.raises(SeismicMLError) as caught:
-        run.predict(models["uris"]["magnitude"], [path], p_times=_p_times(event))
+        predicting.predict(load_model(models["uris"]["magnitude"]), [path], p_times=_p_times(event))
     message = str(caught.value)
     assert "\n" not in message and message.startswith("no station could be evaluated: ")
     assert "no N/E component (the model reads ZNE), skipped" in message
     # a phase model picks such a station with zeros for the missing ones, and warns (documented)
-    picks = run.predict(models["uris"]["phase"], [path], threshold=0.05)
+    picks = predicting.predict(load_model(models["uris"]["phase"]), [path], threshold=0.05)
     assert sum("has no N, E component" in n for n in picks.notes) == 2

@@ -1,4 +1,5 @@
-"""train(cfg) is pure: it trains with no store at all, recorded by the recorder it is handed."""
+"""train(cfg) and evaluate(trained, settings) are pure: they train and score with no store at all,
+recorded by the recorders they are handed."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 NO_MLFLOW = textwrap.dedent(
     """
     import importlib.abc, json, sys
+    from pathlib import Path
 
     class NoMlflow(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
@@ -28,13 +30,25 @@ NO_MLFLOW = textwrap.dedent(
                 raise ImportError(f"blocked: {name}")
 
     sys.meta_path.insert(0, NoMlflow())
+    from seismic_ml.evaluation.evaluate import EvalSettings, evaluate
+    from seismic_ml.evaluation.recorder import MemoryEvalRecorder
+    from seismic_ml.trained import TrainedModel
     from seismic_ml.training.recorder import MemoryRecorder
     from seismic_ml.training.train import train
     from tests.conftest import tiny_run_config
 
     recorder = MemoryRecorder()
-    result = train(tiny_run_config(epochs=2), recorder)
+    cfg = tiny_run_config(epochs=2)
+    result = train(cfg, recorder)
+    scores = MemoryEvalRecorder(folder=Path(sys.argv[1]))
+    trained = TrainedModel(cfg, result.model, result.run_id)
+    scored = evaluate(trained, EvalSettings(max_traces=6), scores)
     print(json.dumps({
+        "eval_status": scores.status,
+        "eval_params": scores.params,
+        "eval_metrics": scores.metrics,
+        "eval_subset": scored.subset,
+        "eval_rows": len(scored.predictions),
         "status": recorder.status,
         "steps": [s["step"] for s in recorder.metrics.steps],
         "epochs": [e["epoch"] for e in recorder.metrics.epochs],
@@ -46,9 +60,11 @@ NO_MLFLOW = textwrap.dedent(
 )
 
 
-def test_train_runs_where_mlflow_cannot_be_imported(tiny_dataset: str) -> None:
+def test_train_and_evaluate_run_where_mlflow_cannot_be_imported(
+    tiny_dataset: str, tmp_path: Path
+) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", NO_MLFLOW],
+        [sys.executable, "-c", NO_MLFLOW, str(tmp_path / "scored")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -61,6 +77,14 @@ def test_train_runs_where_mlflow_cannot_be_imported(tiny_dataset: str) -> None:
     assert seen["epochs"] == [1, 2]
     assert seen["results"]["epochs_completed"] == 2.0
     assert seen["model"] == "MagnitudeNet"
+    # the trained model scored on 6 test traces of its own dataset (less any screened out),
+    # its files in the folder given
+    assert seen["eval_status"] == "FINISHED"
+    assert seen["eval_params"]["eval.max_traces"] == "6"
+    assert seen["eval_params"]["eval.dataset"] == tiny_run_config().data.dataset
+    assert 0 < seen["eval_rows"] <= 6 and seen["eval_subset"].startswith("6 of ")
+    assert {"test/mae", "test/rmse", "baseline/mae"} <= set(seen["eval_metrics"])
+    assert (tmp_path / "scored" / "predictions.csv").is_file()
     assert not seen["mlflow_loaded"]
 
 
@@ -113,3 +137,28 @@ def test_the_readmes_training_from_python_block_runs(tiny_dataset: str) -> None:
     assert run.info.status == "FINISHED" and run.info.run_name == "from-python"
     version = mlflow.MlflowClient().get_model_version_by_alias("seismic-amag", "champion")
     assert version.run_id == run.info.run_id
+
+
+def test_the_readmes_evaluating_from_python_block_runs(
+    tiny_dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seismic_ml.tracking.training_run import MlflowRecorder
+
+    name = "readme-eval"
+    train(tiny_run_config(epochs=1), MlflowRecorder(register_as=name, alias="champion"))
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Evaluating from Python", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "models:/seismic-amag@champion" in code and "max_traces=500" in code
+    code = code.replace("seismic-amag", name).replace("max_traces=500", "max_traces=8")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 (the README's own code)
+    assert scope["memory"].status == "FINISHED"
+    assert (tmp_path / "scored" / "predictions.csv").is_file()
+    assert any((tmp_path / "scored" / "plots").glob("*.png"))
+    import mlflow
+
+    run = mlflow.get_run(scope["result"].run_id)
+    assert run.info.status == "FINISHED" and run.data.params["eval.max_traces"] == "8"
+    assert run.data.tags["seismic_ml.evaluated_model_uri"] == f"models:/{name}@champion"

@@ -60,7 +60,7 @@ def _count_run_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_an_evaluation_reads_the_training_run_once(
     tiny_dataset: str, monkeypatch: pytest.MonkeyPatch, by: str
 ) -> None:
-    from seismic_ml.evaluation.evaluate import evaluate
+    from seismic_ml.tracking.evaluation_run import evaluate_run
     from seismic_ml.tracking.training_run import MlflowRecorder
     from seismic_ml.training.train import train
     from tests.conftest import tiny_run_config
@@ -71,6 +71,31 @@ def test_an_evaluation_reads_the_training_run_once(
     ref = (
         {"run_id": trained.run_id} if by == "run-id" else {"model_uri": f"models:/{name}@champion"}
     )
-    result = evaluate("magnitude", max_traces=8, **ref)
+    result = evaluate_run("magnitude", max_traces=8, **ref)
     assert result.evaluated_run_id == trained.run_id
     assert asked.count(trained.run_id) == 1, asked
+
+
+def test_a_resume_reads_its_run_once_before_reopening_it(
+    tiny_dataset: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    from seismic_ml.tracking.training_run import MlflowRecorder
+    from seismic_ml.training.train import train
+    from tests.conftest import tiny_run_config
+
+    first = train(tiny_run_config(epochs=1), MlflowRecorder(run_name="lookup-resume"))
+    asked = _count_run_reads(monkeypatch)
+    reopened: list[int] = []  # reads asked for when mlflow reopens the run (its own lookup)
+    real_start = mlflow.start_run
+
+    def start(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        reopened.append(len(asked))
+        return real_start(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "start_run", start)
+    recorder = MlflowRecorder(resume=first.run_id)
+    resumed = train(recorder.resume_config("magnitude", epochs=2), recorder)
+    assert resumed.run_id == first.run_id and resumed.metrics["epochs_completed"] == 2.0
+    assert reopened and asked[: reopened[0]].count(first.run_id) == 1, asked

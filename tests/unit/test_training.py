@@ -172,7 +172,7 @@ class InterruptAtStep:
 def test_interrupted_run_resumes_without_logging_a_step_twice(tiny_dataset: str) -> None:
     from mlflow.tracking import MlflowClient
 
-    from seismic_ml.tracking.training_run import MlflowRecorder, resume_config
+    from seismic_ml.tracking.training_run import MlflowRecorder
     from seismic_ml.training.train import train
 
     with pytest.raises(KeyboardInterrupt):
@@ -186,7 +186,8 @@ def test_interrupted_run_resumes_without_logging_a_step_twice(tiny_dataset: str)
     assert run.info.status == "KILLED"
     before = {m.step: m.value for m in client.get_metric_history(run_id, "lr")}
     assert sorted(before) == [0, 1, 2, 3, 4]  # the interrupted epoch's steps were flushed
-    train(resume_config(run_id, "magnitude", epochs=2), MlflowRecorder(resume=run_id))
+    recorder = MlflowRecorder(resume=run_id)
+    train(recorder.resume_config("magnitude", epochs=2), recorder)
     after = client.get_metric_history(run_id, "lr")
     assert sorted(m.step for m in after) == [0, 1, 2, 3, 4, 5]
     assert {m.step: m.value for m in after if m.step in before} == before
