@@ -15,6 +15,9 @@ from mlflow.exceptions import MlflowException
 
 SCHEMA_ROWS = 1000  # rows the logged schema is inferred from
 DATASET_RACE_TRIES = 3
+# Schemas inferred in this process, by metadata digest: MLflow asks for a dataset's schema more
+# than once per log_input, and a tuning worker logs the same splits for every trial.
+_SCHEMAS: dict[str, Any] = {}
 
 
 class MetadataDataset(PandasDataset):
@@ -24,11 +27,19 @@ class MetadataDataset(PandasDataset):
 
     @property
     def schema(self) -> Any:
-        """The columns' types, as MLflow infers them, from the first SCHEMA_ROWS rows."""
-        try:
-            return mlflow.models.infer_signature(self._df.head(SCHEMA_ROWS)).inputs
-        except Exception:  # as MLflow's own: a table without a schema is still logged
-            return None
+        """The columns' types, as MLflow infers them, from the first SCHEMA_ROWS rows (once per
+        metadata digest in a process)."""
+        if self.digest not in _SCHEMAS:
+            _SCHEMAS[self.digest] = _inferred_schema(self._df)
+        return _SCHEMAS[self.digest]
+
+
+def _inferred_schema(metadata: pd.DataFrame) -> Any:
+    """MLflow's schema of the first SCHEMA_ROWS rows; None when it cannot infer one."""
+    try:
+        return mlflow.models.infer_signature(metadata.head(SCHEMA_ROWS)).inputs
+    except Exception:  # as MLflow's own: a table without a schema is still logged
+        return None
 
 
 def metadata_digest(metadata: pd.DataFrame) -> str:

@@ -62,6 +62,7 @@ class Trainer:
         val_loader: DataLoader,
         cfg: TrainConfig,
         device: torch.device,
+        optimizer: torch.optim.Optimizer | None = None,  # built on model's parameters
     ) -> None:
         self.model = model.to(device)
         self.net: nn.Module = self.model  # what training steps call (DDP's wrapper under torchrun)
@@ -70,7 +71,7 @@ class Trainer:
         self.val_loader = val_loader
         self.cfg = cfg
         self.device = device
-        self.optimizer = make_optimizer(model, cfg)
+        self.optimizer = make_optimizer(model, cfg) if optimizer is None else optimizer
         self.steps_per_epoch = steps_per_epoch(len(train_loader), cfg.max_steps_per_epoch)
         self.schedule = WarmupPlateauSchedule(
             self.optimizer,

@@ -14,7 +14,13 @@ from seismic_ml.errors import SeismicMLError
 from seismic_ml.models.registry import build_model
 from seismic_ml.training import distributed
 from seismic_ml.training.epoch_lines import EpochLine
-from seismic_ml.training.loop import Callback, LoopState, Trainer, resolve_device
+from seismic_ml.training.loop import (
+    Callback,
+    LoopState,
+    Trainer,
+    make_optimizer,
+    resolve_device,
+)
 from seismic_ml.training.recorder import MemoryRecorder, Recorder, TrainResult
 from seismic_ml.training.tasks import make_loaders, make_task, seed_everything
 
@@ -63,7 +69,10 @@ def _result(trainer: Trainer, run_id: str, state: LoopState) -> TrainResult:
 def build_trainer(cfg: RunConfig) -> Trainer:
     """Model, data loaders and trainer for a resolved config."""
     device = distributed.local_device(resolve_device(cfg.train.device))
-    model = build_model(cfg.model_type, cfg.model)
+    model = build_model(cfg.model_type, cfg.model).to(device)
+    # before the data's clock (data/prepare_s) starts: a process's first optimizer imports
+    # torch's compiler stack (about 2 s on a CPU), which is no part of preparing the data
+    optimizer = make_optimizer(model, cfg.train)
     task = make_task(cfg)
     prepared = task.prepare(functools.partial(load_dataset, cfg.data.dataset))
     train_set, val_set = task.windows(prepared, model)
@@ -71,11 +80,11 @@ def build_trainer(cfg: RunConfig) -> Trainer:
         raise SeismicMLError("the validation (dev) split is empty")
     if distributed.active():
         loaders = distributed.make_sharded_loaders(train_set, val_set, cfg.train)
-        return distributed.DistributedTrainer(model, task, *loaders, cfg.train, device)
+        return distributed.DistributedTrainer(model, task, *loaders, cfg.train, device, optimizer)
     loaders = make_loaders(
         train_set, val_set, cfg.train.batch_size, cfg.train.num_workers, cfg.train.seed
     )
-    return Trainer(model, task, *loaders, cfg.train, device)
+    return Trainer(model, task, *loaders, cfg.train, device, optimizer)
 
 
 def _final_metrics(trainer: Trainer) -> dict[str, float]:
