@@ -76,6 +76,7 @@ def tune_worker(
     batch_size and filter_factor are fixed (as given on the command line) to keep trials short:
     neither changes the data, so the trials' data time is the same as with them searched.
     """
+    from seismic_ml.tracking.study_runs import MlflowStudyRecorder
     from seismic_ml.tuning.study import tune
     from seismic_ml.tuning.tune_config import TuneOptions
 
@@ -89,7 +90,7 @@ def tune_worker(
         fixed_params=("batch_size", "filter_factor"),
         experiment=EXPERIMENT,
     )
-    wall, result = timed(lambda: tune(options))
+    wall, result = timed(lambda: tune(options, MlflowStudyRecorder()))
     return {"parent": result.parent_run_id, "wall_s": wall, "peak_rss_mb": peak_rss_mb()}
 
 

@@ -122,6 +122,7 @@ def tune(task: str | None, model_type: str | None, **given: Any) -> None:
     Config options given here (e.g. --dataset, --batch-size) are fixed, not searched;
     --epochs is for --retrain-best, trials train for --max-epochs-per-trial.
     """
+    from seismic_ml.tracking.study_runs import MlflowStudyRecorder
     from seismic_ml.tuning.storage import StorageOutage
     from seismic_ml.tuning.study import tune as run_tune
 
@@ -134,7 +135,7 @@ def tune(task: str | None, model_type: str | None, **given: Any) -> None:
         **{**asked, "timeout": asked["timeout"] or None},
     )
     try:
-        result = run_tune(options, callbacks=[_trial_line])
+        result = run_tune(options, MlflowStudyRecorder(), callbacks=[_trial_line])
     except StorageOutage as exc:  # no Exception (see its docstring): one line here
         if interrupts.received() is not None:
             raise
@@ -176,6 +177,7 @@ def _trial_line(study: Any, trial: Any) -> None:
 def tune_report(study_name: str, storage: str) -> None:
     """Rebuild a study's report in its MLflow parent run from the Optuna storage as it is now:
     tuning/trials.csv, best_params.json, analysis.png, best.* tags and n_trials/* metrics."""
+    from seismic_ml.tracking.study_runs import MlflowStudyRecorder
     from seismic_ml.tuning.report import rebuild_report
     from seismic_ml.tuning.storage import make_storage, redact
     from seismic_ml.tuning.trials import PARENT_ATTR
@@ -196,7 +198,7 @@ def tune_report(study_name: str, storage: str) -> None:
     parent = optuna.load_study(study_name=study_name, storage=opened).user_attrs.get(PARENT_ATTR)
     if not parent:
         raise SeismicMLError(f"study {study_name!r} has no MLflow parent run to report into")
-    _report(rebuild_report(opened, study_name, parent))
+    _report(rebuild_report(opened, study_name, parent, MlflowStudyRecorder()))
 
 
 def _report(result: Any) -> None:

@@ -1,6 +1,7 @@
 """The MLflow side of an Optuna study: its parent run (created, reopened, closed, reported
 into), the project run a worker was handed, and each trial's child run (found, tagged,
-closed). tuning/ decides what happens and when; this is where it is written to the server."""
+closed). `MlflowStudyRecorder` hands them to `tune()` (the StudyRecorder protocol of
+tuning/recorder.py): tuning/ decides what happens and when; this is where it is written."""
 
 from __future__ import annotations
 
@@ -8,36 +9,169 @@ import logging
 import os
 import time
 import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import optuna
+import pandas as pd
+import torch
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 
+from seismic_ml.config import RunConfig
 from seismic_ml.errors import SeismicMLError, first_line
+from seismic_ml.tracking import history, local
+from seismic_ml.tracking.loader import load_model
 from seismic_ml.tracking.lost_runs import REASON_TAG
-from seismic_ml.tracking.run import DEFAULT_EXPERIMENT
+from seismic_ml.tracking.run import DEFAULT_EXPERIMENT, standard_tags
+from seismic_ml.tracking.sender import MetricSender
+from seismic_ml.tracking.training_run import MlflowRecorder
+from seismic_ml.tuning.recorder import OBJECTIVE_METRIC, ChildRun
 
 PARENT_TAG = "mlflow.parentRunId"
 STATE_TAG = "optuna.trial_state"
 NUMBER_TAG = "optuna.trial_number"
 STUDY_TAG = "optuna.study_name"
 ROLE_TAG = "seismic_ml.role"
-OBJECTIVE_METRIC = "best/val_loss"
+PARENT_ID_TAG = "seismic_ml.tune_parent_run_id"
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ChildRun:
-    """A trial's child run as the tuning logic needs it."""
+class MlflowStudyRecorder:
+    """Records a study in MLflow: a parent run, a nested child run per trial, a heartbeat."""
 
-    run_id: str
-    finished_value: float | None  # the objective, when its training finished (else None)
-    reason: str | None  # why it failed, as its worker recorded on the way out
+    def project_run(self) -> str | None:
+        """The run `mlflow run` handed this worker (MLFLOW_RUN_ID), taken out of the
+        environment so that no trial's run reuses it."""
+        return os.environ.pop("MLFLOW_RUN_ID", None)
+
+    def where(self) -> str:
+        """The tracking URI without its password."""
+        return public_tracking_uri()
+
+    def create_parent(
+        self,
+        study_name: str,
+        base: RunConfig,
+        params: dict[str, str],
+        experiment: str | None,
+        project_run: str | None,
+    ) -> str:
+        """The parent run: the study's tags, params and base config."""
+        tags = {
+            **standard_tags(base.task, base.model_type, base.data.dataset),
+            ROLE_TAG: "optuna_study",
+            STUDY_TAG: study_name,
+            "mlflow.runName": study_name,
+        }
+        return create_parent_run(tags, params, base.to_params(), experiment, project_run)
+
+    def discard(self, run_id: str, project_run: str | None) -> None:
+        """Delete a parent candidate that lost the race (never the project run)."""
+        discard_run(run_id, project_run)
+
+    def check_parent(self, parent: str, study_name: str) -> None:
+        """The parent run is on this tracking server and not deleted."""
+        check_parent(parent, study_name)
+
+    def reopen_parent(self, parent: str) -> str:
+        """Mark the parent RUNNING; its experiment's name."""
+        return reopen_parent(parent)
+
+    def mark_worker(self, project_run: str, parent: str) -> None:
+        """Tag a worker's `mlflow run` run as a worker of the study's parent."""
+        tag_run(project_run, {ROLE_TAG: "optuna_worker", PARENT_ID_TAG: parent})
+
+    def log_search_space(self, parent: str, space: dict, path: str) -> None:
+        """The search space as a JSON artifact of the parent run."""
+        log_search_space(parent, space, path)
+
+    def heartbeat(self, parent: str) -> MetricSender:
+        """This worker's heartbeat tag in the parent run, spooled beside its other records."""
+        return MetricSender(parent, local.run_dir(parent) / f"worker-{os.getpid()}").start()
+
+    def stop_parent(self, parent: str, status: str, reason: str) -> None:
+        """End the parent run with the reason this worker stopped."""
+        stop_parent(parent, status, reason)
+
+    def close_parent(self, parent: str, status: str) -> None:
+        """End the parent run."""
+        close_parent(parent, status)
+
+    def log_report(
+        self,
+        parent: str,
+        metrics: dict[str, float],
+        step: int,
+        tags: dict[str, str],
+        folder: Path,
+        path: str,
+    ) -> None:
+        """The study's report into the parent run."""
+        log_report(parent, metrics, step, tags, folder, path)
+
+    def metric_history(self, run_id: str, key: str) -> pd.DataFrame:
+        """A run's metric history (step, value)."""
+        return history.metric_history(run_id, key)
+
+    def trial(self, parent: str, experiment: str, study_name: str, number: int) -> MlflowRecorder:
+        """A child of the parent run (explicit tag: the parent is not this process's run)."""
+        tags = {
+            PARENT_TAG: parent,
+            ROLE_TAG: "optuna_trial",
+            NUMBER_TAG: str(number),
+            STUDY_TAG: study_name,
+            STATE_TAG: "RUNNING",
+        }
+        return MlflowRecorder(
+            experiment=experiment,
+            run_name=f"{study_name}-trial-{number}",
+            log_model=False,
+            tags=tags,
+            killed_on=(optuna.TrialPruned,),
+        )
+
+    def find_trial(self, parent: str | None, number: int) -> ChildRun | None:
+        """A trial's child run, or None (warned when the server fails)."""
+        return child_or_none(parent, number)
+
+    def tag_trial(
+        self,
+        parent: str,
+        number: int,
+        state: str,
+        *,
+        reason: str | None = None,
+        pruned_at: int | None = None,
+    ) -> str | None:
+        """Tag a trial's child run with the trial's state (optuna.trial_state); its id."""
+        tags = {} if reason is None else {REASON_TAG: reason}
+        if pruned_at is not None:
+            tags["optuna.pruned_at_epoch"] = str(pruned_at)
+        return tag_child(parent, number, state, tags)
+
+    def close_failed_trial(self, parent: str | None, number: int, reason: str) -> None:
+        """End a failed trial's child run FAILED, with the reason."""
+        close_failed_child(parent, number, reason)
+
+    def retrain(
+        self, experiment: str, run_name: str, register_as: str, tags: dict[str, str]
+    ) -> MlflowRecorder:
+        """An ordinary (non-nested) run for the best trial's retraining."""
+        return MlflowRecorder(
+            experiment=experiment, run_name=run_name, register_as=register_as, tags=tags
+        )
+
+    def tag_run(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set tags on a run."""
+        tag_run(run_id, tags)
+
+    def load_module(self, run_id: str) -> torch.nn.Module:
+        """The run's logged model, rebuilt from its files."""
+        return load_model(run_id).module
 
 
 # ---------------------------------------------------------------- the parent run

@@ -7,22 +7,25 @@ rebuilds it on demand.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import tempfile
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
+import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from seismic_ml.errors import first_line
-from seismic_ml.tracking.study_runs import log_report
 from seismic_ml.training.train import TrainResult
+from seismic_ml.tuning.recorder import StudyRecorder
 from seismic_ml.tuning.trials import RUN_ID_ATTR
 
 log = logging.getLogger(__name__)
@@ -63,7 +66,7 @@ def summarize(study: optuna.Study, parent: str) -> TuneResult:
     return result
 
 
-def log_results(study: optuna.Study, parent: str) -> None:
+def log_results(study: optuna.Study, parent: str, recorder: StudyRecorder) -> None:
     """Best value and params, trial counts and the analysis artifacts, into the parent run."""
     result = summarize(study, parent)
     step = sum(result.counts.values())
@@ -78,8 +81,8 @@ def log_results(study: optuna.Study, parent: str) -> None:
         tags = {f"best.{k}": str(v) for k, v in result.best_params.items()}
         tags["best.run_id"] = result.best_run_id or ""
     with tempfile.TemporaryDirectory() as tmp:
-        write_artifacts(study, result, Path(tmp))
-        log_report(parent, metrics, step, tags, Path(tmp), ARTIFACT_DIR)
+        write_artifacts(study, result, Path(tmp), recorder)
+        recorder.log_report(parent, metrics, step, tags, Path(tmp), ARTIFACT_DIR)
 
 
 def trial_states(study: optuna.Study) -> list[tuple[int, str]]:
@@ -88,7 +91,10 @@ def trial_states(study: optuna.Study) -> list[tuple[int, str]]:
 
 
 def rebuild_report(
-    storage: str | optuna.storages.BaseStorage, study_name: str, parent: str
+    storage: str | optuna.storages.BaseStorage,
+    study_name: str,
+    parent: str,
+    recorder: StudyRecorder,
 ) -> TuneResult:
     """The parent run's report rebuilt from the storage as it is now: the study is loaded
     afresh, the report written, then the storage read again; when a trial ended meanwhile (in
@@ -96,13 +102,15 @@ def rebuild_report(
     for _ in range(REBUILD_TRIES):
         study = optuna.load_study(study_name=study_name, storage=storage)
         before = trial_states(study)
-        log_results(study, parent)
+        log_results(study, parent, recorder)
         if trial_states(optuna.load_study(study_name=study_name, storage=storage)) == before:
             break
     return summarize(study, parent)
 
 
-def write_artifacts(study: optuna.Study, result: TuneResult, folder: Path) -> None:
+def write_artifacts(
+    study: optuna.Study, result: TuneResult, folder: Path, recorder: StudyRecorder
+) -> None:
     """trials.csv, best_params.json, Optuna's figures and analysis.png into folder."""
     trials_table(study).to_csv(folder / "trials.csv", index=False)
     best = {
@@ -114,7 +122,8 @@ def write_artifacts(study: optuna.Study, result: TuneResult, folder: Path) -> No
     }
     (folder / "best_params.json").write_text(json.dumps(best, indent=2, default=str))
     plot_optuna_figures(study, folder)
-    plot_analysis(study, result.best_run_id, folder / "analysis.png")
+    curves = functools.partial(recorder.metric_history, result.best_run_id or "")
+    plot_analysis(study, result.best_run_id, folder / "analysis.png", curves)
 
 
 def trials_table(study: optuna.Study) -> Any:
@@ -162,8 +171,14 @@ def plot_optuna_figures(study: optuna.Study, folder: Path) -> list[Path]:
     return written
 
 
-def plot_analysis(study: optuna.Study, best_run_id: str | None, path: Path) -> Path:
-    """What Optuna does not draw: learning rate of the top trials, the best trial's curves."""
+def plot_analysis(
+    study: optuna.Study,
+    best_run_id: str | None,
+    path: Path,
+    curves: Callable[[str], pd.DataFrame] | None = None,
+) -> Path:
+    """What Optuna does not draw: learning rate of the top trials, the best trial's curves
+    (curves(metric): its history as step and value columns)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,7 +186,7 @@ def plot_analysis(study: optuna.Study, best_run_id: str | None, path: Path) -> P
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     _plot_top_learning_rates(axes[0], study)
-    _plot_best_curve(axes[1], best_run_id)
+    _plot_best_curve(axes[1], best_run_id, curves)
     fig.suptitle(f"study {study.study_name}")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -195,17 +210,17 @@ def _plot_top_learning_rates(ax: Any, study: optuna.Study, top: int = 10) -> Non
     ax.set(xscale="log", xlabel="learning_rate", ylabel="best val/loss")
 
 
-def _plot_best_curve(ax: Any, best_run_id: str | None) -> None:
+def _plot_best_curve(
+    ax: Any, best_run_id: str | None, curves: Callable[[str], pd.DataFrame] | None
+) -> None:
     """The best trial's per-epoch curves, read back from its child run."""
-    from seismic_ml.tracking.history import metric_history
-
     ax.set(title="best trial", xlabel="epoch", ylabel="loss")
-    if best_run_id is None:
-        _note(ax, "no complete trial yet")
+    if best_run_id is None or curves is None:
+        _note(ax, "no complete trial yet" if best_run_id is None else "no record to read")
         return
     drawn = False
     for key in ("train/epoch_loss", "val/loss"):
-        frame = metric_history(best_run_id, key)
+        frame = curves(key)
         if not frame.empty:
             ax.plot(frame["step"], frame["value"], marker="o", label=key)
             drawn = True

@@ -1,4 +1,4 @@
-"""tune(options): an Optuna study as an MLflow parent run, every trial a nested train() run.
+"""tune(options, recorder): an Optuna study as a parent run, every trial a nested train() run.
 
 Storage is Optuna's RDB storage (SQLite by default, PostgreSQL for several workers). The worker
 that creates the study creates the parent run and keeps its id in the study's user attributes;
@@ -15,7 +15,6 @@ records the seed of the worker that sampled it (user attr sampler_seed).
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import time
 import warnings
@@ -27,13 +26,9 @@ from optuna.trial import TrialState
 from seismic_ml import interrupts
 from seismic_ml.config import RunConfig, checked
 from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
-from seismic_ml.tracking import local, study_runs
-from seismic_ml.tracking.loader import load_model
-from seismic_ml.tracking.run import standard_tags
-from seismic_ml.tracking.sender import MetricSender
-from seismic_ml.tracking.training_run import MlflowRecorder
 from seismic_ml.training.tasks import reuse_prepared_splits
 from seismic_ml.training.train import TrainResult, train
+from seismic_ml.tuning.recorder import Heartbeat, StudyRecorder
 from seismic_ml.tuning.report import (
     ARTIFACT_DIR,
     TuneResult,
@@ -45,12 +40,10 @@ from seismic_ml.tuning.space import SearchSpace, apply_params, build_search_spac
 from seismic_ml.tuning.storage import StorageOutage, make_storage, outage_in, redact
 from seismic_ml.tuning.trials import (
     PARENT_ATTR,
-    ROLE_TAG,
-    STUDY_TAG,
     TRIAL_ERRORS,
     Objective,
     fail_gone_trials,
-    fail_stale_child,
+    stale_trial_callback,
 )
 from seismic_ml.tuning.tune_config import TuneOptions
 
@@ -63,17 +56,20 @@ PARENT_WAIT_S = 30.0
 log = logging.getLogger(__name__)
 
 
-def tune(options: TuneOptions, callbacks: Sequence[Callable] = ()) -> TuneResult:
-    """Run this worker's trials of the study (creating or resuming it) and log the results;
+def tune(
+    options: TuneOptions, recorder: StudyRecorder, callbacks: Sequence[Callable] = ()
+) -> TuneResult:
+    """Run this worker's trials of the study (creating or resuming it), recorded by recorder;
     callbacks(study, trial) are Optuna's, called as each trial of this worker ends."""
     space, base = _prepare(options)
-    storage = make_storage(options.storage, options.storage_outage_limit_s, fail_stale_child)
-    study, parent, created = open_study(options, storage)
+    stale = stale_trial_callback(recorder)
+    storage = make_storage(options.storage, options.storage_outage_limit_s, stale)
+    study, parent, created = open_study(options, storage, recorder)
     seed = attach_sampler(study, options, created)
-    experiment = study_runs.reopen_parent(parent)
-    study_runs.log_search_space(parent, space.to_dict(), f"{ARTIFACT_DIR}/search_space.json")
-    objective = Objective(options, space, base, parent, experiment, sampler_seed=seed)
-    heartbeat = MetricSender(parent, local.run_dir(parent) / f"worker-{os.getpid()}").start()
+    experiment = recorder.reopen_parent(parent)
+    recorder.log_search_space(parent, space.to_dict(), f"{ARTIFACT_DIR}/search_space.json")
+    objective = Objective(options, space, base, parent, experiment, recorder, sampler_seed=seed)
+    heartbeat = recorder.heartbeat(parent)
     try:
         # a signal between trials also closes the parent; trials reuse the screened, preloaded
         # splits while their data settings stay the same (#21)
@@ -89,23 +85,26 @@ def tune(options: TuneOptions, callbacks: Sequence[Callable] = ()) -> TuneResult
         outage = outage_in(exc)
         if outage is not None:
             heartbeat.close(wait_s=0)
-            raise stopped_by_outage(outage, parent, storage) from None
+            raise stopped_by_outage(outage, parent, storage, recorder) from None
         stopped = interrupts.received() is not None or isinstance(exc, KeyboardInterrupt)
-        _finish_quietly(study, parent, "KILLED" if stopped else "FAILED", heartbeat)
+        _finish_quietly(study, parent, "KILLED" if stopped else "FAILED", heartbeat, recorder)
         raise
     heartbeat.close()
     try:
-        finish_parent(study, parent, "FINISHED")
+        finish_parent(study, parent, "FINISHED", recorder)
     except StorageOutage as outage:
-        raise stopped_by_outage(outage, parent, storage) from None
+        raise stopped_by_outage(outage, parent, storage, recorder) from None
     result = summarize(study, parent)
     if options.retrain_best:
-        result.retrain = retrain_best(options, base, study, parent, experiment)
+        result.retrain = retrain_best(options, base, study, parent, experiment, recorder)
     return result
 
 
 def stopped_by_outage(
-    outage: StorageOutage, parent: str, storage: optuna.storages.RDBStorage
+    outage: StorageOutage,
+    parent: str,
+    storage: optuna.storages.RDBStorage,
+    recorder: StudyRecorder,
 ) -> StorageOutage:
     """Close the parent run FAILED (KILLED after a signal) with the reason; the error to raise.
 
@@ -113,7 +112,7 @@ def stopped_by_outage(
     open the study on this host closes it at once, Optuna's heartbeat anywhere else later.
     """
     status = "KILLED" if interrupts.received() is not None else "FAILED"
-    study_runs.stop_parent(parent, status, first_line(outage))
+    recorder.stop_parent(parent, status, first_line(outage))
     return StorageOutage(
         f"{first_line(outage)}; this worker stopped: the next worker to open the study on this "
         f"host closes the trial it was running (elsewhere Optuna's heartbeat does, after "
@@ -134,45 +133,44 @@ def _prepare(options: TuneOptions) -> tuple[SearchSpace, RunConfig]:
 
 
 def open_study(
-    options: TuneOptions, storage: optuna.storages.RDBStorage
+    options: TuneOptions, storage: optuna.storages.RDBStorage, recorder: StudyRecorder
 ) -> tuple[optuna.Study, str, bool]:
     """Load or create the study; the worker that creates it also creates the parent run.
     The study, its parent run id and whether this worker created the study."""
-    project_run = os.environ.pop("MLFLOW_RUN_ID", None)  # `mlflow run` hands us one
+    project_run = recorder.project_run()  # `mlflow run` hands us one
     study = _load_study(options, storage)
     created = False
     if study is None:
-        candidate = create_parent_run(options, project_run)
+        candidate = create_parent_run(options, project_run, recorder)
         try:
             study = optuna.create_study(
                 study_name=options.name, storage=storage, direction="minimize"
             )
         except optuna.exceptions.DuplicatedStudyError:
-            study_runs.discard_run(candidate, project_run)  # another worker created it first
+            recorder.discard(candidate, project_run)  # another worker created it first
             study = _load_study(options, storage)
         else:
             created = True
             study.set_user_attr(MODEL_TYPE_ATTR, options.base.model_type)
             study.set_user_attr(PARENT_ATTR, candidate)
-            describe_study(study)
-    parent = _wait_for_parent(study, options, project_run)
-    _check_study(study, parent, options)
+            describe_study(study, recorder)
+    parent = _wait_for_parent(study, options, project_run, recorder)
+    _check_study(study, parent, options, recorder)
     if study.metric_names is None or TRACKING_URI_ATTR not in study.user_attrs:
-        describe_study(study)  # a study created before they were recorded
-    fail_gone_trials(study)  # a killed worker's trials on this host: FAIL now, not after grace
+        describe_study(study, recorder)  # a study created before they were recorded
+    fail_gone_trials(study, recorder)  # a killed worker's trials on this host: FAIL now
     if project_run and project_run != parent:  # this worker's `mlflow run` run points there
-        tags = {ROLE_TAG: "optuna_worker", "seismic_ml.tune_parent_run_id": parent}
-        study_runs.tag_run(project_run, tags)
+        recorder.mark_worker(project_run, parent)
     return study, parent, created
 
 
-def describe_study(study: optuna.Study) -> None:
+def describe_study(study: optuna.Study, recorder: StudyRecorder) -> None:
     """Name the objective (val_loss) and the tracking server (no password) in the study, for
     whoever opens it with Optuna alone (optuna-dashboard, load_study)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([METRIC_NAME])
-    study.set_user_attr(TRACKING_URI_ATTR, study_runs.public_tracking_uri())
+    study.set_user_attr(TRACKING_URI_ATTR, recorder.where())
 
 
 def _load_study(options: TuneOptions, storage: optuna.storages.RDBStorage) -> optuna.Study | None:
@@ -202,7 +200,9 @@ def attach_sampler(study: optuna.Study, options: TuneOptions, created: bool) -> 
     return seed
 
 
-def _wait_for_parent(study: optuna.Study, options: TuneOptions, project_run: str | None) -> str:
+def _wait_for_parent(
+    study: optuna.Study, options: TuneOptions, project_run: str | None, recorder: StudyRecorder
+) -> str:
     """The parent run id from the study; takes over when its creator never stored one."""
     deadline = time.monotonic() + PARENT_WAIT_S
     while True:
@@ -214,13 +214,15 @@ def _wait_for_parent(study: optuna.Study, options: TuneOptions, project_run: str
             break
         time.sleep(0.5)
     log.warning("study %s has no MLflow parent run: creating one", options.name)
-    parent = create_parent_run(options, project_run)
+    parent = create_parent_run(options, project_run, recorder)
     study.set_user_attr(PARENT_ATTR, parent)
     study.set_user_attr(MODEL_TYPE_ATTR, options.base.model_type)
     return parent
 
 
-def _check_study(study: optuna.Study, parent: str, options: TuneOptions) -> None:
+def _check_study(
+    study: optuna.Study, parent: str, options: TuneOptions, recorder: StudyRecorder
+) -> None:
     """The study tunes this model type and its parent run is on this tracking server."""
     tuned = study.user_attrs.get(MODEL_TYPE_ATTR)
     if tuned and tuned != options.base.model_type:
@@ -228,18 +230,14 @@ def _check_study(study: optuna.Study, parent: str, options: TuneOptions) -> None
             f"study {options.name!r} tunes {tuned}, not {options.base.model_type}: "
             "pick another --study-name"
         )
-    study_runs.check_parent(parent, options.name)
+    recorder.check_parent(parent, options.name)
 
 
-def create_parent_run(options: TuneOptions, project_run: str | None) -> str:
+def create_parent_run(
+    options: TuneOptions, project_run: str | None, recorder: StudyRecorder
+) -> str:
     """A run for the whole study (the `mlflow run` run, if there is one) with its settings."""
     base = options.base
-    tags = {
-        **standard_tags(base.task, base.model_type, base.data.dataset),
-        ROLE_TAG: "optuna_study",
-        STUDY_TAG: options.name,
-        "mlflow.runName": options.name,
-    }
     # Namespaced keys only: `mlflow run` logged each -P value under its bare name already.
     params = {
         "model.type": base.model_type,
@@ -253,34 +251,39 @@ def create_parent_run(options: TuneOptions, project_run: str | None) -> str:
         "tune.objective": "minimize best/val_loss",
         "tune.storage": redact(options.storage),
     }
-    return study_runs.create_parent_run(
-        tags, params, base.to_params(), options.experiment, project_run
-    )
+    return recorder.create_parent(options.name, base, params, options.experiment, project_run)
 
 
-def finish_parent(study: optuna.Study, parent: str, status: str) -> None:
+def finish_parent(study: optuna.Study, parent: str, status: str, recorder: StudyRecorder) -> None:
     """Log the study's results to the parent; close it unless another worker still runs trials."""
-    fail_gone_trials(study)
+    fail_gone_trials(study, recorder)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-    rebuild_report(study._storage, study.study_name, parent)  # the storage as it is now
+    rebuild_report(study._storage, study.study_name, parent, recorder)  # the storage as it is
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
     if not running:  # FINISHED also drops the reason a worker an outage stopped left
-        study_runs.close_parent(parent, status)
+        recorder.close_parent(parent, status)
 
 
-def _finish_quietly(study: optuna.Study, parent: str, status: str, heartbeat: MetricSender) -> None:
+def _finish_quietly(
+    study: optuna.Study, parent: str, status: str, heartbeat: Heartbeat, recorder: StudyRecorder
+) -> None:
     """finish_parent while another error propagates: never mask that error."""
     try:
         heartbeat.close(wait_s=0)
-        finish_parent(study, parent, status)
+        finish_parent(study, parent, status, recorder)
     except (Exception, StorageOutage) as exc:  # the original error matters more
         log.warning("could not close the study's parent run %s: %s", parent, first_line(exc))
 
 
 def retrain_best(
-    options: TuneOptions, base: RunConfig, study: optuna.Study, parent: str, experiment: str
+    options: TuneOptions,
+    base: RunConfig,
+    study: optuna.Study,
+    parent: str,
+    experiment: str,
+    recorder: StudyRecorder,
 ) -> TrainResult:
     """Train the best trial's config for the full epochs as an ordinary (non-nested) run."""
     best = best_trial(study)
@@ -292,14 +295,9 @@ def retrain_best(
         "seismic_ml.tune_parent_run_id": parent,
         "optuna.best_trial_number": str(best.number),
     }
-    recorder = MlflowRecorder(
-        experiment=experiment,
-        run_name=f"{options.name}-best",
-        register_as=options.register_as,
-        tags=tags,
-    )
-    result = train(cfg, recorder)
-    study_runs.tag_run(parent, {"best.retrained_run_id": result.run_id})
+    run_name = f"{options.name}-best"
+    result = train(cfg, recorder.retrain(experiment, run_name, options.register_as, tags))
+    recorder.tag_run(parent, {"best.retrained_run_id": result.run_id})
     # what callers get is what the run logged, rebuilt as any reader of the server would
-    result.model = load_model(result.run_id).module
+    result.model = recorder.load_module(result.run_id)
     return result

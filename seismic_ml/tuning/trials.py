@@ -1,8 +1,10 @@
-"""One Optuna trial as a child MLflow run of the study's parent: sample, train, report, tag."""
+"""One Optuna trial as a child record of the study's parent: sample, train, report, tag."""
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 
 import optuna
 import torch
@@ -10,22 +12,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from seismic_ml.config import RunConfig
 from seismic_ml.errors import SeismicMLError, first_line
-from seismic_ml.tracking.study_runs import (
-    NUMBER_TAG,
-    OBJECTIVE_METRIC,
-    PARENT_TAG,
-    REASON_TAG,
-    ROLE_TAG,
-    STATE_TAG,
-    STUDY_TAG,
-    ChildRun,
-    child_or_none,
-    close_failed_child,
-    tag_child,
-)
-from seismic_ml.tracking.training_run import MlflowRecorder
 from seismic_ml.training.loop import Trainer
 from seismic_ml.training.train import train
+from seismic_ml.tuning.recorder import OBJECTIVE_METRIC, ChildRun, StudyRecorder
 from seismic_ml.tuning.space import SearchSpace, apply_params
 from seismic_ml.tuning.storage import StorageOutage
 from seismic_ml.tuning.tune_config import TuneOptions
@@ -73,10 +62,11 @@ class Objective:
         base: RunConfig,
         parent: str,
         experiment: str,
+        recorder: StudyRecorder,
         sampler_seed: int | None = None,
     ) -> None:
         self.options, self.space, self.base = options, space, base
-        self.parent, self.experiment = parent, experiment
+        self.parent, self.experiment, self.recorder = parent, experiment, recorder
         self.sampler_seed = sampler_seed
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -88,13 +78,13 @@ class Objective:
         cfg = apply_params(self.base, values, epochs=self.options.max_epochs_per_trial)
         pruning = PruningCallback(trial)
         try:
-            result = train(cfg, self._recorder(trial), callbacks=[pruning])
+            where = (self.parent, self.experiment, self.options.name, trial.number)
+            result = train(cfg, self.recorder.trial(*where), callbacks=[pruning])
         except optuna.TrialPruned:
-            pruned_at = {"optuna.pruned_at_epoch": str(pruning.pruned_at)}
-            self._close(trial, "PRUNED", pruned_at)
+            self._close(trial, "PRUNED", pruned_at=pruning.pruned_at)
             raise
         except StorageOutage as exc:  # the trial stays RUNNING: only its run says why
-            tag_child(self.parent, trial.number, "FAIL", {REASON_TAG: first_line(exc)})
+            self.recorder.tag_trial(self.parent, trial.number, "FAIL", reason=first_line(exc))
             raise
         except BaseException as exc:
             trial.set_user_attr(FAIL_REASON_ATTR, first_line(exc))
@@ -103,47 +93,30 @@ class Objective:
         self._close(trial, "COMPLETE")  # the run first: the value survives a storage outage
         return result.metrics[OBJECTIVE_METRIC]
 
-    def _recorder(self, trial: optuna.Trial) -> MlflowRecorder:
-        """A child of the parent run (explicit tag: the parent is not this process's run)."""
-        tags = {
-            PARENT_TAG: self.parent,
-            ROLE_TAG: "optuna_trial",
-            NUMBER_TAG: str(trial.number),
-            STUDY_TAG: self.options.name,
-            STATE_TAG: "RUNNING",
-        }
-        return MlflowRecorder(
-            experiment=self.experiment,
-            run_name=f"{self.options.name}-trial-{trial.number}",
-            log_model=False,
-            tags=tags,
-            killed_on=(optuna.TrialPruned,),
-        )
-
-    def _close(
-        self,
-        trial: optuna.Trial,
-        state: str,
-        tags: dict[str, str] | None = None,
-    ) -> None:
+    def _close(self, trial: optuna.Trial, state: str, pruned_at: int | None = None) -> None:
         """Tag the child run with how the trial ended, then record the run in the trial."""
-        run_id = tag_child(self.parent, trial.number, state, tags)
+        run_id = self.recorder.tag_trial(self.parent, trial.number, state, pruned_at=pruned_at)
         if run_id is not None:  # None: failed before the run started (e.g. an invalid config)
             trial.set_user_attr(RUN_ID_ATTR, run_id)
 
 
-def _trial_run(study: optuna.Study, number: int) -> ChildRun | None:
+def _trial_run(study: optuna.Study, number: int, recorder: StudyRecorder) -> ChildRun | None:
     """The trial's child run; None without one or when the tracking server fails (warned)."""
-    return child_or_none(study.user_attrs.get(PARENT_ATTR), number)
+    return recorder.find_trial(study.user_attrs.get(PARENT_ATTR), number)
 
 
-def fail_stale_child(study: optuna.Study, trial: FrozenTrial) -> None:
+def stale_trial_callback(recorder: StudyRecorder) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """Optuna's heartbeat callback for trials of workers gone silent, recorded by recorder."""
+    return functools.partial(fail_stale_child, recorder=recorder)
+
+
+def fail_stale_child(study: optuna.Study, trial: FrozenTrial, recorder: StudyRecorder) -> None:
     """Heartbeat callback: a dead worker's trial became FAIL; close its child run FAILED too.
 
     A trial whose training had finished (its worker lost the storage before telling it) is
     added again, COMPLETE with the value its run logged: Optuna never reopens a FAIL trial.
     """
-    run = _trial_run(study, trial.number)
+    run = _trial_run(study, trial.number, recorder)
     if run is not None and run.finished_value is not None:
         _add_complete_copy(study, trial, run.run_id, run.finished_value)
         return
@@ -152,7 +125,7 @@ def fail_stale_child(study: optuna.Study, trial: FrozenTrial) -> None:
         f"worker {worker} sent no heartbeat within the grace period "
         f"(found by worker {describe(this_worker())})"
     )
-    close_failed_child(study.user_attrs.get(PARENT_ATTR), trial.number, reason)
+    recorder.close_failed_trial(study.user_attrs.get(PARENT_ATTR), trial.number, reason)
 
 
 def _add_complete_copy(study: optuna.Study, trial: FrozenTrial, run_id: str, value: float) -> None:
@@ -175,15 +148,15 @@ def _add_complete_copy(study: optuna.Study, trial: FrozenTrial, run_id: str, val
     )
 
 
-def fail_gone_trials(study: optuna.Study) -> list[int]:
+def fail_gone_trials(study: optuna.Study, recorder: StudyRecorder) -> list[int]:
     """Close the RUNNING trials of gone workers on this host: COMPLETE when their run finished
     training (the value it logged), else FAIL with their child runs."""
     closed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not is_gone(trial.user_attrs.get(WORKER_ATTR)):
             continue
-        run = _trial_run(study, trial.number)
-        if _complete_from_run(study, trial, run) or _fail_gone(study, trial, run):
+        run = _trial_run(study, trial.number, recorder)
+        if _complete_from_run(study, trial, run) or _fail_gone(study, trial, run, recorder):
             closed.append(trial.number)
     return closed
 
@@ -212,7 +185,9 @@ def _complete_from_run(study: optuna.Study, trial: FrozenTrial, run: ChildRun | 
     return True
 
 
-def _fail_gone(study: optuna.Study, trial: FrozenTrial, run: ChildRun | None) -> bool:
+def _fail_gone(
+    study: optuna.Study, trial: FrozenTrial, run: ChildRun | None, recorder: StudyRecorder
+) -> bool:
     """Fail a gone worker's trial; the reason its run recorded on the way out, if any."""
     me = describe(this_worker())
     reason = f"worker {describe(trial.user_attrs.get(WORKER_ATTR))} is gone (found by worker {me})"
@@ -222,7 +197,7 @@ def _fail_gone(study: optuna.Study, trial: FrozenTrial, run: ChildRun | None) ->
     if not _fail_trial(study, trial, reason):
         return False
     log.warning("trial %d failed: %s", trial.number, reason)
-    close_failed_child(study.user_attrs.get(PARENT_ATTR), trial.number, reason)
+    recorder.close_failed_trial(study.user_attrs.get(PARENT_ATTR), trial.number, reason)
     return True
 
 

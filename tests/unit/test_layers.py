@@ -1,5 +1,5 @@
-"""Who may import whom: MLflow only in tracking/ and serving/; training/ and evaluation/ are pure
-(their records are handed in), so neither imports tracking/."""
+"""Who may import whom: MLflow only in tracking/ and serving/; training/, evaluation/ and tuning/
+are handed what records them, so none of them imports tracking/."""
 
 from __future__ import annotations
 

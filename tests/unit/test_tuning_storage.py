@@ -22,6 +22,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from seismic_ml.cli.tuning import tune as tune_command
+from seismic_ml.tracking.study_runs import MlflowStudyRecorder
 from seismic_ml.tuning import storage as storage_module
 from seismic_ml.tuning.report import TuneResult
 from seismic_ml.tuning.storage import (
@@ -34,7 +35,7 @@ from seismic_ml.tuning.storage import (
     outage_in,
     quiet_fallback,
 )
-from seismic_ml.tuning.trials import fail_gone_trials, fail_stale_child
+from seismic_ml.tuning.trials import fail_gone_trials, stale_trial_callback
 from seismic_ml.tuning.tune_config import DEFAULT_OUTAGE_LIMIT_S
 from seismic_ml.workers import WORKER_ATTR
 
@@ -218,7 +219,7 @@ def test_the_next_worker_records_a_finished_trial_from_its_run(storage: PatientS
     trial = study.ask({"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2)})
     trial.set_user_attr(WORKER_ATTR, dead_worker())  # it trained, then lost the storage
     run_id = finished_child_run(study, trial.number, 0.25)
-    assert fail_gone_trials(study) == [trial.number]
+    assert fail_gone_trials(study, MlflowStudyRecorder()) == [trial.number]
     (recorded,) = study.trials
     assert recorded.state == TrialState.COMPLETE and recorded.value == 0.25
     assert recorded.user_attrs["mlflow_run_id"] == run_id
@@ -230,7 +231,7 @@ def test_a_heartbeat_failed_finished_trial_is_added_again_complete(tmp_path: Pat
         outage_limit_s=1.0,
         heartbeat_interval=1,
         grace_period=1,
-        heartbeat_stale_trial_callback=fail_stale_child,
+        heartbeat_stale_trial_callback=stale_trial_callback(MlflowStudyRecorder()),
     )
     study = optuna.create_study(storage=storage, study_name="stale")
     trial = study.ask({"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2)})
@@ -252,7 +253,7 @@ def test_the_outage_limit_is_a_duration_and_an_outage_one_line(
 ) -> None:
     seen = {}
 
-    def fake_tune(options: Any, **_: Any) -> TuneResult:
+    def fake_tune(options: Any, recorder: Any, **_: Any) -> TuneResult:
         seen["limit"] = options.storage_outage_limit_s
         if options.storage_outage_limit_s < 60:
             raise StorageOutage("Optuna storage x unreachable for 9 s")
