@@ -74,6 +74,7 @@ class MemoryRecorder:
     metrics: _Metrics = field(default_factory=_Metrics)
     results: dict[str, float] = field(default_factory=dict)
     status: str = ""
+    result: TrainResult | None = None  # the last training's, model included
 
     @contextmanager
     def open(self, cfg: RunConfig, trainer: Trainer) -> Iterator[Recording]:
@@ -103,4 +104,5 @@ class _MemoryRecording:
 
     def finish(self, result: TrainResult, thresholds: dict[str, float]) -> TrainResult:
         self.recorder.results = dict(result.metrics)
+        self.recorder.result = result
         return result

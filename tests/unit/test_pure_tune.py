@@ -1,0 +1,80 @@
+"""tune(options, recorder) is handed what records it: with the in-memory study recorder it tunes
+where MLflow cannot even be imported, Optuna's own storage the only store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+NO_MLFLOW = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+    from pathlib import Path
+
+    class NoMlflow(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "mlflow" or name.startswith("mlflow."):
+                raise ImportError(f"blocked: {name}")
+
+    sys.meta_path.insert(0, NoMlflow())
+    import optuna
+    from seismic_ml.tuning.recorder import MemoryStudyRecorder
+    from seismic_ml.tuning.study import tune
+    from seismic_ml.tuning.tune_config import TuneOptions
+    from tests.conftest import tiny_run_config
+
+    folder = Path(sys.argv[1])
+    options = TuneOptions(
+        base=tiny_run_config(epochs=1),
+        n_trials=2,
+        max_epochs_per_trial=1,
+        study_name="pure",
+        storage=f"sqlite:///{folder / 'optuna.db'}",
+        retrain_best=True,
+        fixed_params=("batch_size",),
+    )
+    recorder = MemoryStudyRecorder(folder=folder / "report")
+    result = tune(options, recorder)
+    parent = recorder.records[result.parent_run_id]
+    trials = optuna.load_study(study_name="pure", storage=options.storage).trials
+    print(json.dumps({
+        "counts": result.counts,
+        "parent_status": parent.status,
+        "parent_metrics": parent.metrics,
+        "best_run_id": result.best_run_id,
+        "child_states": sorted(recorder.records[i].tags["state"] for i in recorder.trials.values()),
+        "trial_run_ids": [t.user_attrs.get("mlflow_run_id") for t in trials],
+        "retrained": result.retrain.metrics["epochs_completed"],
+        "retrained_model": type(result.retrain.model).__name__,
+        "report": sorted(p.name for p in (folder / "report" / "tuning").iterdir()),
+        "mlflow_loaded": any(m == "mlflow" or m.startswith("mlflow.") for m in sys.modules),
+    }))
+    """
+)
+
+
+def test_tune_runs_with_a_memory_recorder_where_mlflow_cannot_be_imported(
+    tiny_dataset: str, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", NO_MLFLOW, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["counts"] == {"COMPLETE": 2}
+    assert seen["parent_status"] == "FINISHED"
+    assert seen["parent_metrics"]["n_trials/complete"] == 2
+    assert seen["child_states"] == ["COMPLETE"] * 2
+    assert seen["best_run_id"] in seen["trial_run_ids"]  # each trial names its child record
+    assert seen["retrained"] == 1.0 and seen["retrained_model"] == "MagnitudeNet"
+    assert {"trials.csv", "best_params.json", "analysis.png"} <= set(seen["report"])
+    assert not seen["mlflow_loaded"]
