@@ -13,6 +13,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 _state: dict[str, int | None] = {"signum": None, "deferred": 0}
@@ -68,3 +69,23 @@ def deferred() -> Iterator[None]:
         yield
     finally:
         _state["deferred"] -= 1
+
+
+class HasStatus(Protocol):
+    """A record with a status, as MLflow's runs have one."""
+
+    status: str
+
+
+@contextmanager
+def status_of(record: HasStatus) -> Iterator[None]:
+    """record.status says how the block went, as MLflow's run statuses do: RUNNING inside it,
+    then FINISHED, FAILED, or KILLED when Ctrl-C or a stop signal ended it."""
+    record.status = "RUNNING"
+    try:
+        yield
+    except BaseException as exc:
+        stopped = isinstance(exc, KeyboardInterrupt) or received() is not None
+        record.status = "KILLED" if stopped else "FAILED"
+        raise
+    record.status = "FINISHED"

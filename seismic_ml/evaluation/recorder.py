@@ -14,6 +14,8 @@ from typing import Protocol
 
 import pandas as pd
 
+from seismic_ml import interrupts
+
 
 @dataclass(frozen=True)
 class ScoredSplit:
@@ -61,16 +63,9 @@ class MemoryEvalRecorder:
         self, tags: dict[str, str], params: dict[str, str], data: ScoredSplit
     ) -> Iterator[EvalRecording]:
         """A record of this evaluation; its status says how the block ended (as MLflow's)."""
-        self.tags, self.params, self.metrics, self.status = dict(tags), dict(params), {}, "RUNNING"
-        try:
+        self.tags, self.params, self.metrics = dict(tags), dict(params), {}
+        with interrupts.status_of(self):
             yield _MemoryEvalRecording(self, f"memory-{uuid.uuid4().hex}")
-        except KeyboardInterrupt:
-            self.status = "KILLED"
-            raise
-        except BaseException:
-            self.status = "FAILED"
-            raise
-        self.status = "FINISHED"
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from torch import nn
 
+from seismic_ml import interrupts
 from seismic_ml.config import RunConfig
 from seismic_ml.training.loop import Callback, Trainer
 
@@ -80,16 +81,8 @@ class MemoryRecorder:
     def open(self, cfg: RunConfig, trainer: Trainer) -> Iterator[Recording]:
         """A record of this training; its status says how the block ended (as MLflow's does)."""
         self.params, self.metrics, self.results = cfg.to_params(), _Metrics(), {}
-        self.status = "RUNNING"
-        try:
+        with interrupts.status_of(self):
             yield _MemoryRecording(self, f"memory-{uuid.uuid4().hex}")
-        except KeyboardInterrupt:
-            self.status = "KILLED"
-            raise
-        except BaseException:
-            self.status = "FAILED"
-            raise
-        self.status = "FINISHED"
 
 
 @dataclass

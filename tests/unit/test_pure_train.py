@@ -18,8 +18,8 @@ from seismic_ml.training.train import train
 from tests.conftest import tiny_run_config
 
 REPO = Path(__file__).resolve().parents[2]
-# A fresh interpreter in which `import mlflow` fails: training must not need it.
-NO_MLFLOW = textwrap.dedent(
+# The start of a script for a fresh interpreter in which `import mlflow` fails.
+BLOCK_MLFLOW = textwrap.dedent(
     """
     import importlib.abc, json, sys
     from pathlib import Path
@@ -30,6 +30,10 @@ NO_MLFLOW = textwrap.dedent(
                 raise ImportError(f"blocked: {name}")
 
     sys.meta_path.insert(0, NoMlflow())
+    """
+)
+NO_MLFLOW = BLOCK_MLFLOW + textwrap.dedent(
+    """
     from seismic_ml.evaluation.evaluate import EvalSettings, evaluate
     from seismic_ml.evaluation.recorder import MemoryEvalRecorder
     from seismic_ml.trained import TrainedModel

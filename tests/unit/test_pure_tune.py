@@ -10,18 +10,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-NO_MLFLOW = textwrap.dedent(
+from tests.unit.test_pure_train import BLOCK_MLFLOW, REPO
+
+NO_MLFLOW = BLOCK_MLFLOW + textwrap.dedent(
     """
-    import importlib.abc, json, sys
-    from pathlib import Path
-
-    class NoMlflow(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name == "mlflow" or name.startswith("mlflow."):
-                raise ImportError(f"blocked: {name}")
-
-    sys.meta_path.insert(0, NoMlflow())
     import optuna
     from seismic_ml.tuning.recorder import MemoryStudyRecorder
     from seismic_ml.tuning.study import tune
