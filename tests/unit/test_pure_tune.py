@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.unit.test_pure_train import BLOCK_MLFLOW, REPO
 
 NO_MLFLOW = BLOCK_MLFLOW + textwrap.dedent(
@@ -70,3 +72,29 @@ def test_tune_runs_with_a_memory_recorder_where_mlflow_cannot_be_imported(
     assert seen["retrained"] == 1.0 and seen["retrained_model"] == "MagnitudeNet"
     assert {"trials.csv", "best_params.json", "analysis.png"} <= set(seen["report"])
     assert not seen["mlflow_loaded"]
+
+
+def test_the_readmes_tuning_from_python_block_runs(
+    tiny_dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Tuning from Python", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'dataset="synthetic:2000"' in code and code.count("n_trials=4") == 2
+    code = code.replace('"synthetic:2000"', repr(tiny_dataset)).replace("n_trials=4", "n_trials=1")
+    code = code.replace("max_epochs_per_trial=3", "max_epochs_per_trial=1")
+    code = code.replace(
+        "config_cls()", "config_cls(lstm_hidden=8, lstm_layers=1, attention_heads=2)"
+    )
+    code = code.replace("TrainConfig(epochs=10)", "TrainConfig(epochs=1, max_steps_per_epoch=2)")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 (the README's own code)
+    memory = scope["memory"]
+    assert (tmp_path / "tuning-report" / "tuning" / "trials.csv").is_file()
+    assert any(r.status == "FINISHED" and r.metrics for r in memory.records.values())
+    import mlflow
+
+    parent = mlflow.get_run(scope["result"].parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["optuna.study_name"] == "tracked"
