@@ -93,6 +93,13 @@ def rows_digest(metadata: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def metadata_digest(metadata: pd.DataFrame) -> str:
+    """Eight hex digits over every row's values (pandas' row hashes) and the column names."""
+    digest = hashlib.sha256("\x00".join(map(str, metadata.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(metadata, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:8]
+
+
 def screening_identity(dataset: sbd.WaveformDataset) -> dict[str, Any]:
     """Everything the verdicts on a split's rows depend on."""
     return {

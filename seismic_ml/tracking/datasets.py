@@ -3,7 +3,6 @@ data apart: name, source path, a digest of the split's metadata, the split and i
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from typing import Any
 
@@ -12,6 +11,8 @@ import pandas as pd
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.pandas_dataset import PandasDataset
 from mlflow.exceptions import MlflowException
+
+from seismic_ml.data.screen_cache import metadata_digest
 
 SCHEMA_ROWS = 1000  # rows the logged schema is inferred from
 DATASET_RACE_TRIES = 3
@@ -42,22 +43,23 @@ def _inferred_schema(metadata: pd.DataFrame) -> Any:
         return None
 
 
-def metadata_digest(metadata: pd.DataFrame) -> str:
-    """Eight hex digits over every row's values (pandas' row hashes) and the column names."""
-    digest = hashlib.sha256("\x00".join(map(str, metadata.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(metadata, index=False).to_numpy().tobytes())
-    return digest.hexdigest()[:8]
-
-
-def log_split(metadata: pd.DataFrame, name: str, source: str, split: str, context: str) -> None:
-    """Log one split of a dataset (its metadata table) as an input of the active run."""
+def log_split(
+    metadata: pd.DataFrame,
+    name: str,
+    source: str,
+    split: str,
+    context: str,
+    digest: str | None = None,
+) -> None:
+    """Log one split of a dataset (its metadata table) as an input of the active run; digest:
+    its metadata_digest when already known (a tuning worker's reused splits)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MLflow warns about int columns that may hold NaN
         dataset = MetadataDataset(
             df=metadata,
             source=resolve_dataset_source(source),
             name=f"{name}:{split}",
-            digest=metadata_digest(metadata),
+            digest=digest or metadata_digest(metadata),
         )
         _log_input(dataset, context, split)
 

@@ -219,12 +219,15 @@ def _log_prepare_time(trainer: Trainer, step: int) -> None:
 
 def _log_inputs(cfg: RunConfig, trainer: Trainer) -> None:
     """The training and validation splits as MLflow dataset inputs."""
-    for loader, split, context in (
-        (trainer.train_loader, "train", "training"),
-        (trainer.val_loader, "dev", "validation"),
+    prepared = trainer.task.prepared
+    splits = (None, None) if prepared is None else (prepared.train, prepared.dev)
+    for loader, split, context, kept in (
+        (trainer.train_loader, "train", "training", splits[0]),
+        (trainer.val_loader, "dev", "validation", splits[1]),
     ):
         waveforms = _waveform_dataset(loader.dataset)
-        log_split(waveforms.metadata, cfg.data.dataset, str(waveforms.path), split, context)
+        known = kept.digest if kept is not None and kept.dataset is waveforms else None
+        log_split(waveforms.metadata, cfg.data.dataset, str(waveforms.path), split, context, known)
 
 
 def _waveform_dataset(windows: Any) -> sbd.WaveformDataset:

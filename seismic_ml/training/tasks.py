@@ -22,7 +22,7 @@ from seismic_ml.data.budget import parse_budget
 from seismic_ml.data.quality import BlockFlags, Screening, ScreenReport, reading, screen
 from seismic_ml.data.quality import waveform_flags as read_waveform_flags
 from seismic_ml.data.registry import get_split
-from seismic_ml.data.screen_cache import dataset_identity
+from seismic_ml.data.screen_cache import dataset_identity, metadata_digest
 from seismic_ml.data.waveforms import (
     PreloadedWaveforms,
     WaveformSource,
@@ -221,6 +221,7 @@ class PreparedSplit:
     report: ScreenReport
     key: str  # the screening report's cache key
     origin: str  # screened (read now), cached (a kept report), reused (earlier in this process)
+    digest: str = ""  # metadata_digest of the kept rows (a run's dataset input), reused with them
 
     def params(self) -> dict[str, str]:
         """How the split was prepared, as MLflow params."""
@@ -310,7 +311,8 @@ def open_screened(screening: Screening, budget: int, evict: bool) -> PreparedSpl
     if source is None:
         with reading(kept):
             source = open_waveforms(kept, budget, name, evict=evict)
-    return PreparedSplit(name, kept, source, report, screening.key, screening.origin)
+    digest = metadata_digest(kept.metadata)
+    return PreparedSplit(name, kept, source, report, screening.key, screening.origin, digest)
 
 
 def _select(source: WaveformSource, keep: np.ndarray) -> WaveformSource:

@@ -6,7 +6,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from seismic_ml.tracking.datasets import SCHEMA_ROWS, log_split, metadata_digest
+from seismic_ml.data.screen_cache import metadata_digest
+from seismic_ml.tracking.datasets import SCHEMA_ROWS, log_split
 
 
 def metadata(n: int) -> pd.DataFrame:

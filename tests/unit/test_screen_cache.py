@@ -406,3 +406,24 @@ def test_trials_in_one_worker_reuse_their_splits(tiny_dataset: str) -> None:
     params = [mlflow.get_run(i).data.params for i in ids]
     assert params[1]["data.train_screening"] == params[1]["data.dev_screening"] == "reused"
     assert params[0]["data.train_screening_key"] == params[1]["data.train_screening_key"]
+
+
+def test_a_reused_split_is_not_digested_again(
+    tiny_dataset: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dataset input's digest comes with the prepared split: a reused trial logs its
+    inputs without hashing every metadata row again, and logs the same digest."""
+    from seismic_ml.tracking import datasets
+
+    digested = []
+    real = datasets.metadata_digest
+    monkeypatch.setattr(datasets, "metadata_digest", lambda m: digested.append(1) or real(m))
+    with reuse_prepared_splits():
+        ids = [
+            train(tiny_run_config(dataset=tiny_dataset, seed=s), MlflowRecorder()).run_id
+            for s in (1, 2)
+        ]
+    assert digested == []  # both runs took the digest computed when the splits were prepared
+    inputs = [mlflow.get_run(i).inputs.dataset_inputs for i in ids]
+    digests = [{d.dataset.name: d.dataset.digest for d in run} for run in inputs]
+    assert digests[0] == digests[1] and len(digests[0]) == 2
