@@ -147,7 +147,7 @@ def test_tune_register_as_prints_the_version_uri(tracking_uri, registered, monke
     from seismic_ml.training.train import TrainResult
     from seismic_ml.tuning.report import TuneResult
 
-    def fake_tune(options, **_):
+    def fake_tune(options, recorder, **_):
         retrain = TrainResult(registered["run_id"], {}, None, "models:/m-x", [])
         return TuneResult("s", "parent", {"COMPLETE": 1}, retrain=retrain)
 
