@@ -4,9 +4,10 @@
 `get_model_args()` returns, as in a seisbench saved model) and what a consumer must know: task,
 model type, sampling rate, component order, input length, output labels and, for pickers, the
 pick thresholds tuned in training. `model.safetensors` holds the tensors. Rebuilding is the
-model type's class called with those arguments (`cls(**model_args)`) and `load_state_dict`:
-nothing is unpickled or executed. Writing and reading need neither MLflow nor a tracking
-server, so the loader, the pyfunc model and the tests share them.
+model type's class called with those arguments (`cls(**model_args)`) and `load_state_dict`,
+in one checked call to the model registry: nothing is unpickled or executed. Writing and
+reading need neither MLflow nor a tracking server, so the loader, the pyfunc model and the
+tests share them.
 
 Format 1 (before the network's own arguments were kept) held the model config's fields under
 `model`; it is still read, building the network from that config.
@@ -14,10 +15,11 @@ Format 1 (before the network's own arguments were kept) held the model config's 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +28,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
-from seismic_ml.models.registry import build_model, check_size, get_spec, non_defaults
+from seismic_ml.errors import SeismicMLError, first_line
+from seismic_ml.models.registry import (
+    ARGS_FILE,
+    build_model,
+    check_saved,
+    constructor_args,
+    rebuild_model,
+)
 from seismic_ml.version import __version__
 
 if TYPE_CHECKING:
@@ -35,7 +43,6 @@ if TYPE_CHECKING:
 
 WEIGHTS_DIR = "weights"  # a run's folder for the two files when it logs no model
 WEIGHTS_FILE = "model.safetensors"
-ARGS_FILE = "model_args.json"
 FORMAT_VERSION = 2
 PICK_PHASES = "PS"
 
@@ -74,21 +81,36 @@ def model_args(
     return args
 
 
-def constructor_args(model: nn.Module) -> dict[str, Any]:
-    """The network's get_model_args() as plain JSON values (tuples become lists)."""
-    return json.loads(json.dumps(model.get_model_args()))
+@dataclass
+class SavedModel:
+    """A network rebuilt from its files, and what its model_args.json says about it."""
+
+    module: nn.Module
+    task: str
+    thresholds: dict[str, float]  # the pick thresholds tuned in training ({} when none)
 
 
-def read_model_args(path: Path) -> dict[str, Any]:
-    """A model_args.json naming a task and a known model type; anything else is one line."""
+def load_model_files(
+    args_path: Path | None, weights_path: Path, params: RunConfig | None = None
+) -> SavedModel:
+    """The network model_args.json describes, filled from the safetensors weights; params (the
+    run's) must agree with it. No model_args.json: the network params describe (oldest format)."""
+    weights = partial(read_weights, weights_path)  # read once the network passed its checks
+    if args_path is not None:
+        args = _read_object(args_path)
+        thresholds = check_thresholds(args.get("thresholds"), ARGS_FILE)
+        expected = None if params is None else (params.model_type, params.model)
+        return SavedModel(rebuild_model(args, weights, expected), args["task"], thresholds)
+    if params is None:
+        raise SeismicMLError(f"no {ARGS_FILE} and no run params say what network to build")
+    return SavedModel(build_model(params.model_type, params.model, weights), params.task, {})
+
+
+def read_model_args(path: Path, params: RunConfig | None = None) -> dict[str, Any]:
+    """A model_args.json naming a task and a known model type (and agreeing with params, the
+    run's, when given); anything else is one line."""
     args = _read_object(path)
-    for key in ("task", "model_type"):
-        if not isinstance(args.get(key), str):
-            raise SeismicMLError(f"{path.name} names no {key}")
-    task = get_spec(args["model_type"]).task  # an unknown model type lists the known ones
-    if args["task"] != task:
-        said = f"{args['model_type']} is a {task} model, not {args['task']}"
-        raise SeismicMLError(f"{path.name}: a {said}")
+    check_saved(args, None if params is None else (params.model_type, params.model))
     return args
 
 
@@ -136,113 +158,3 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise SeismicMLError(
             f"{path.name} is not a safetensors weights file: {first_line(exc)}"
         ) from exc
-
-
-def rebuild(args: Mapping[str, Any], weights: Path) -> nn.Module:
-    """The network model args describe, with the weights loaded, in eval mode."""
-    if args.get("format_version") == 1:
-        module = build_model(args["model_type"], config_of(args["model_type"], args.get("model")))
-    else:
-        module = construct(args["model_type"], args.get("model_args"))
-    return load_weights(module, weights, f"a {args['model_type']} built from its {ARGS_FILE}")
-
-
-def construct(model_type: str, kwargs: Any) -> nn.Module:
-    """cls(**kwargs) for model_type, once its config fields and parameter count are checked."""
-    config = config_of(model_type, kwargs)
-    cls = get_spec(model_type).network_class()
-    check_size(model_type, non_defaults(config), lambda: _call(cls, kwargs, model_type))
-    return _call(cls, kwargs, model_type)
-
-
-def _call(cls: type[nn.Module], kwargs: dict[str, Any], model_type: str) -> nn.Module:
-    """cls(**kwargs); arguments it does not take (or takes badly) are one line."""
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError, RuntimeError, SeismicMLError) as exc:
-        raise SeismicMLError(
-            f"{ARGS_FILE}: cannot build a {model_type} from its model_args: {first_line(exc)}"
-        ) from None
-
-
-def config_of(model_type: str, values: Any) -> Any:
-    """model_type's config from the fields values holds (others default), range-checked."""
-    if not isinstance(values, dict):
-        raise SeismicMLError(f"{ARGS_FILE} holds no model_args object for its {model_type}")
-    config_cls = get_spec(model_type).config_cls
-    names = {f.name for f in dataclasses.fields(config_cls)}
-    try:
-        config = config_cls(**{k: v for k, v in values.items() if k in names})
-        config.validate(lambda name: f"model_args.{name}")
-    except BadOptionValue as exc:
-        raise SeismicMLError(f"{ARGS_FILE} is refused: {exc}") from None
-    return config
-
-
-def load_weights(module: nn.Module, weights: Path, what: str) -> nn.Module:
-    """module with the safetensors weights loaded (strict), in eval mode."""
-    try:
-        module.load_state_dict(read_weights(weights), strict=True)
-    except RuntimeError as exc:
-        raise SeismicMLError(f"the weights do not fit {what}: {first_line(exc)}") from exc
-    return module.eval()
-
-
-def build_module(cfg: RunConfig, weights: Path) -> nn.Module:
-    """cfg's network (from a run's params) with the weights loaded: runs that kept no args."""
-    module = build_model(cfg.model_type, cfg.model)
-    return load_weights(module, weights, f"a {cfg.model_type} built from the run's params")
-
-
-def check_against_params(args: Mapping[str, Any], cfg: RunConfig) -> None:
-    """Refuse model args that contradict the run's params, naming the first difference."""
-    said = _said_by_params(args, cfg)
-    if said is not None:
-        raise SeismicMLError(
-            f"the run's params and its {ARGS_FILE} disagree: params say {said[0]}, "
-            f"{ARGS_FILE} says {said[1]}; one was changed after training, so neither is used"
-        )
-
-
-def _said_by_params(args: Mapping[str, Any], cfg: RunConfig) -> tuple[str, str] | None:
-    """(what the params say, what the args say) of the first disagreement, or None."""
-    if args.get("model_type") != cfg.model_type:
-        return f"model.type={cfg.model_type}", f"model_type={args.get('model_type')}"
-    section = "model" if args.get("format_version") == 1 else "model_args"
-    stored = args.get(section) if isinstance(args.get(section), dict) else {}
-    key = _first_difference(dataclasses.asdict(cfg.model), stored)
-    if key is not None:
-        return f"model.{key}={_shown(getattr(cfg.model, key))}", f"{key}={_shown(stored, key)}"
-    if section == "model":
-        return None
-    built = constructor_args(_meta_network(cfg))
-    key = _first_difference(built, stored)
-    if key is not None:
-        return f"a network with {key}={_shown(built[key])}", f"{key}={_shown(stored, key)}"
-    return None
-
-
-def _first_difference(expected: Mapping[str, Any], stored: Mapping[str, Any]) -> str | None:
-    """The first key of expected whose stored value is missing or differs (a bool is no int)."""
-    for key, value in expected.items():
-        if key not in stored or not _same(stored[key], value):
-            return key
-    return None
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal JSON values of the same kind (True is not 1 here)."""
-    return a == b and isinstance(a, bool) == isinstance(b, bool)
-
-
-def _shown(value: Any, key: str | None = None) -> str:
-    """A value as JSON; with key, value[key], or `nothing` when it has no such key."""
-    if key is not None:
-        return _shown(value[key]) if key in value else "nothing"
-    return json.dumps(value)
-
-
-def _meta_network(cfg: RunConfig) -> nn.Module:
-    """cfg's network on PyTorch's meta device: its constructor arguments, no storage."""
-    with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        return get_spec(cfg.model_type).build(cfg.model)

@@ -1,24 +1,32 @@
-"""The one map from a model type to its task, config dataclass, network class and defaults.
+"""The one map from a model type to its task, config dataclass, network class and defaults,
+and the one place a network is built: from a config, or rebuilt from saved model args.
 
 Importing it costs no torch: the configs live in models/configs.py, and each network class is
 named "module:Class" and imported the first time a model of that type is built. A config's
 fields are constructor arguments of its class of the same names, so `cls(**asdict(config))`
 builds the network, and `cls(**network.get_model_args())` rebuilds it (seisbench's convention).
+Every build is checked first: the config's ranges, and the parameter count on the meta device.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from seismic_ml.errors import SeismicMLError
+from seismic_ml.errors import BadOptionValue, SeismicMLError, first_line
 from seismic_ml.models import configs
 
 if TYPE_CHECKING:
-    from torch import nn
+    from torch import Tensor, nn
+
+# The file a saved network's constructor arguments live in (seisbench's name for it).
+ARGS_FILE = "model_args.json"
+# Weights, read only once the network they fill has passed its checks.
+Weights = Callable[[], Mapping[str, "Tensor"]]
 
 
 @dataclass(frozen=True)
@@ -134,13 +142,17 @@ MEMORY_SHARE = 0.25
 BYTES_PER_PARAMETER = 4  # float32
 
 
-def build_model(model_type: str, config: Any) -> nn.Module:
-    """Validate the config, refuse a network too large to build here, then build it."""
+def build_model(model_type: str, config: Any, weights: Weights | None = None) -> nn.Module:
+    """Validate the config, refuse a network too large to build here, then build it; with
+    weights, filled from them (strict) and in eval mode."""
     spec = get_spec(model_type)
     if not isinstance(config, spec.config_cls):
         raise SeismicMLError(f"{model_type} needs a {spec.config_cls.__name__}")
     check_model_size(model_type, config)
-    return spec.build(config)
+    module = spec.build(config)
+    if weights is None:
+        return module
+    return _filled(module, weights, f"a {model_type} built from the run's params")
 
 
 def check_model_size(model_type: str, config: Any) -> int:
@@ -200,3 +212,128 @@ def non_defaults(config: Any) -> str:
 def _gigabytes(count: int) -> str:
     """A parameter count as float32 gigabytes."""
     return f"{count * BYTES_PER_PARAMETER / 1e9:.1f} GB"
+
+
+# --- rebuilding a saved network: model_args.json (as a dict) and its weights ------------------
+
+
+def rebuild_model(
+    saved: Mapping[str, Any], weights: Weights, expected: tuple[str, Any] | None = None
+) -> nn.Module:
+    """The network saved model args describe, checked, built and filled (strict), in eval
+    mode; expected: the (model type, config) the run's params say, which the args must match."""
+    spec = check_saved(saved, expected)
+    model_type = saved["model_type"]
+    if saved.get("format_version") == 1:  # the config's fields under "model"
+        module = build_model(model_type, _saved_config(spec, model_type, saved.get("model")))
+    else:
+        kwargs = saved.get("model_args")
+        config = _saved_config(spec, model_type, kwargs)
+        cls = spec.network_class()
+        check_size(model_type, non_defaults(config), lambda: _construct(cls, kwargs, model_type))
+        module = _construct(cls, kwargs, model_type)
+    return _filled(module, weights, f"a {model_type} built from its {ARGS_FILE}")
+
+
+def check_saved(saved: Mapping[str, Any], expected: tuple[str, Any] | None = None) -> ModelSpec:
+    """The spec of the known model type and task saved args name, which agree with expected
+    (the run's params) when given; anything else is one line."""
+    for key in ("task", "model_type"):
+        if not isinstance(saved.get(key), str):
+            raise SeismicMLError(f"{ARGS_FILE} names no {key}")
+    spec = get_spec(saved["model_type"])  # an unknown model type lists the known ones
+    if saved["task"] != spec.task:
+        said = f"{saved['model_type']} is a {spec.task} model, not {saved['task']}"
+        raise SeismicMLError(f"{ARGS_FILE}: a {said}")
+    said = None if expected is None else _contradiction(saved, *expected)
+    if said is not None:
+        raise SeismicMLError(
+            f"the run's params and its {ARGS_FILE} disagree: params say {said[0]}, "
+            f"{ARGS_FILE} says {said[1]}; one was changed after training, so neither is used"
+        )
+    return spec
+
+
+def _saved_config(spec: ModelSpec, model_type: str, values: Any) -> Any:
+    """model_type's config from the fields values holds (others default), range-checked."""
+    if not isinstance(values, dict):
+        raise SeismicMLError(f"{ARGS_FILE} holds no model_args object for its {model_type}")
+    names = {f.name for f in fields(spec.config_cls)}
+    try:
+        config = spec.config_cls(**{k: v for k, v in values.items() if k in names})
+        config.validate(lambda name: f"model_args.{name}")
+    except BadOptionValue as exc:
+        raise SeismicMLError(f"{ARGS_FILE} is refused: {exc}") from None
+    return config
+
+
+def _construct(cls: type[nn.Module], kwargs: dict[str, Any], model_type: str) -> nn.Module:
+    """cls(**kwargs); arguments it does not take (or takes badly) are one line."""
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError, RuntimeError, SeismicMLError) as exc:
+        raise SeismicMLError(
+            f"{ARGS_FILE}: cannot build a {model_type} from its model_args: {first_line(exc)}"
+        ) from None
+
+
+def _filled(module: nn.Module, weights: Weights, what: str) -> nn.Module:
+    """module with the weights loaded (strict), in eval mode; a misfit is one line."""
+    try:
+        module.load_state_dict(weights(), strict=True)
+    except RuntimeError as exc:
+        raise SeismicMLError(f"the weights do not fit {what}: {first_line(exc)}") from exc
+    return module.eval()
+
+
+def _contradiction(
+    saved: Mapping[str, Any], model_type: str, config: Any
+) -> tuple[str, str] | None:
+    """(what the params say, what the args say) of their first disagreement, or None."""
+    if saved.get("model_type") != model_type:
+        return f"model.type={model_type}", f"model_type={saved.get('model_type')}"
+    section = "model" if saved.get("format_version") == 1 else "model_args"
+    stored = saved.get(section) if isinstance(saved.get(section), dict) else {}
+    key = _first_difference(dataclasses.asdict(config), stored)
+    if key is not None:
+        return f"model.{key}={_shown(getattr(config, key))}", f"{key}={_shown(stored, key)}"
+    if section == "model":
+        return None
+    built = constructor_args(_meta_network(get_spec(model_type), config))
+    key = _first_difference(built, stored)
+    if key is not None:
+        return f"a network with {key}={_shown(built[key])}", f"{key}={_shown(stored, key)}"
+    return None
+
+
+def constructor_args(model: nn.Module) -> dict[str, Any]:
+    """The network's get_model_args() as plain JSON values (tuples become lists)."""
+    return json.loads(json.dumps(model.get_model_args()))
+
+
+def _meta_network(spec: ModelSpec, config: Any) -> nn.Module:
+    """config's network on PyTorch's meta device: its constructor arguments, no storage."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        return spec.build(config)
+
+
+def _first_difference(expected: Mapping[str, Any], stored: Mapping[str, Any]) -> str | None:
+    """The first key of expected whose stored value is missing or differs (a bool is no int)."""
+    for key, value in expected.items():
+        if key not in stored or not _same(stored[key], value):
+            return key
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal JSON values of the same kind (True is not 1 here)."""
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
+
+
+def _shown(value: Any, key: str | None = None) -> str:
+    """A value as JSON; with key, value[key], or `nothing` when it has no such key."""
+    if key is not None:
+        return _shown(value[key]) if key in value else "nothing"
+    return json.dumps(value)

@@ -26,20 +26,14 @@ class SeismicModel(PythonModel):
 
     def load_context(self, context: PythonModelContext) -> None:
         """Build the network from model_args.json + safetensors; read the request limit."""
-        from seismic_ml.model_files import (
-            ARGS_FILE,
-            check_thresholds,
-            read_model_args,
-            rebuild,
-        )
+        from seismic_ml.model_files import load_model_files
 
         self.max_windows = max_windows()
-        args = read_model_args(Path(context.artifacts["model_args"]))
-        self.task = args["task"]
-        self.module = rebuild(args, Path(context.artifacts["weights"]))
+        artifacts = context.artifacts
+        saved = load_model_files(Path(artifacts["model_args"]), Path(artifacts["weights"]))
+        self.task, self.module = saved.task, saved.module
         self.in_samples = int(self.module.in_samples)
-        tuned = args.get("thresholds") if self.task == "phase" else None
-        self.thresholds = check_thresholds(tuned, ARGS_FILE)
+        self.thresholds = saved.thresholds if self.task == "phase" else {}
 
     def predict(
         self,

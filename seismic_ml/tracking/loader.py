@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -71,24 +70,14 @@ def load_source(source: Source, uri: str = "", cfg: RunConfig | None = None) -> 
     run = source.run
     cfg = cfg or source.config
     files = _model_files(run, source.model_id)
-    if files.model_args is None:  # the oldest safe format: weights beside the params
-        module, thresholds = model_files.build_module(cfg, files.weights), {}
-    else:
-        args = _checked_args(files.model_args, files.where, cfg, source.run_id)
-        module = model_files.rebuild(args, files.weights)
-        thresholds = model_files.check_thresholds(args.get("thresholds"), model_files.ARGS_FILE)
-    thresholds = thresholds if cfg.task == "phase" else {}
-    return TrainedModel(cfg, module, source.run_id, source.name, source.version, uri, thresholds)
-
-
-def _checked_args(path: Path, where: str, cfg: RunConfig, run_id: str) -> dict[str, Any]:
-    """A model_args.json that agrees with the run's params; a contradiction is one line."""
-    args = model_files.read_model_args(path)
     try:
-        model_files.check_against_params(args, cfg)
+        saved = model_files.load_model_files(files.model_args, files.weights, cfg)
     except SeismicMLError as exc:
-        raise SeismicMLError(f"run {run_id} ({where}): {exc}") from None
-    return args
+        raise SeismicMLError(f"run {source.run_id} ({files.where}): {exc}") from exc
+    thresholds = saved.thresholds if cfg.task == "phase" else {}
+    return TrainedModel(
+        cfg, saved.module, source.run_id, source.name, source.version, uri, thresholds
+    )
 
 
 def _model_files(run: Any, model_id: str | None) -> model_io.ModelFiles:
@@ -121,8 +110,12 @@ def check_run_model(run: Run) -> None:
     except MlflowException as exc:
         raise SeismicMLError(f"cannot find the model of run {run_id}: {first_line(exc)}") from exc
     path = place.fetch_if_there(model_files.ARGS_FILE)
-    if path is not None:
-        _checked_args(path, place.where, RunConfig.from_params(run.data.params), run_id)
+    if path is None:
+        return
+    try:
+        model_files.read_model_args(path, RunConfig.from_params(run.data.params))
+    except SeismicMLError as exc:
+        raise SeismicMLError(f"run {run_id} ({place.where}): {exc}") from None
 
 
 def resolve(ref: str) -> Source:

@@ -3,6 +3,7 @@ ends while the server is stopped, a full checkpoint disk, a full local tracking 
 
 from __future__ import annotations
 
+import errno
 import shutil
 import signal
 import subprocess
@@ -149,11 +150,19 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def fill(disk: Path, leave_bytes: int) -> Path:
-    """Fill the disk until about leave_bytes are free; returns the filler file."""
+    """Fill the disk until about leave_bytes are free, or until it is full: the process under
+    test writes beside us, so the free space read first can be gone before the last chunk."""
     filler = disk / "filler"
-    free = shutil.disk_usage(disk).free
-    with open(filler, "wb") as handle:
-        handle.write(b"\0" * max(free - leave_bytes, 0))
+    left = max(shutil.disk_usage(disk).free - leave_bytes, 0)
+    chunk = b"\0" * (1 << 20)
+    with open(filler, "wb", buffering=0) as handle:
+        while left > 0:
+            try:
+                left -= handle.write(chunk[: min(left, len(chunk))])
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
     return filler
 
 

@@ -29,15 +29,15 @@ def test_every_model_type_rebuilds_from_its_files(model_type: str, tmp_path: Pat
     model = build_model(model_type, cfg.model).eval()
     files = model_files.write_model_files(model, cfg, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors", "model_args.json"]
-    args = model_files.read_model_args(files["model_args"])
-    rebuilt = model_files.rebuild(args, files["weights"])
+    saved = model_files.load_model_files(files["model_args"], files["weights"], cfg)
+    rebuilt = saved.module
+    assert (saved.task, saved.thresholds) == (cfg.task, {})
     assert type(rebuilt) is type(model)
     assert rebuilt.get_model_args() == model.get_model_args()
     x = torch.randn(2, 3, int(model.in_samples)) * 1e3
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), model(x))
     assert not rebuilt.training
-    model_files.check_against_params(args, cfg)  # the params agree with the file
 
 
 @pytest.mark.parametrize("model_type", model_types())
@@ -66,11 +66,12 @@ def test_weights_of_another_config_are_a_clear_error(tmp_path: Path) -> None:
     files = model_files.write_model_files(build_model("amag_v2", cfg.model), cfg, tmp_path)
     other = tiny_run_config("phasenet_mag")
     with pytest.raises(SeismicMLError, match="do not fit a phasenet_mag"):
-        model_files.build_module(other, files["weights"])
+        model_files.load_model_files(None, files["weights"], other)  # params only (oldest)
     args = model_files.read_model_args(files["model_args"])
     args["model_args"]["lstm_hidden"] = 16
+    files["model_args"].write_text(json.dumps(args))
     with pytest.raises(SeismicMLError, match="do not fit a amag_v2 built from its model_args"):
-        model_files.rebuild(args, files["weights"])
+        model_files.load_model_files(files["model_args"], files["weights"])
 
 
 @pytest.mark.parametrize(
@@ -91,9 +92,14 @@ def test_model_args_that_contradict_the_params_are_one_line(
     files = model_files.write_model_files(build_model("amag_v2", cfg.model), cfg, tmp_path)
     args = model_files.read_model_args(files["model_args"])
     args["model_args"].update(change)
-    with pytest.raises(SeismicMLError) as info:
-        model_files.check_against_params(args, cfg)
-    assert message in str(info.value) and "\n" not in str(info.value)
+    files["model_args"].write_text(json.dumps(args))
+    for check in (
+        lambda: model_files.read_model_args(files["model_args"], cfg),  # a resume's check
+        lambda: model_files.load_model_files(files["model_args"], files["weights"], cfg),
+    ):
+        with pytest.raises(SeismicMLError) as info:
+            check()
+        assert message in str(info.value) and "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -113,8 +119,9 @@ def test_hostile_model_args_are_refused_before_building(
     files = model_files.write_model_files(build_model("amag_v2", cfg.model), cfg, tmp_path)
     args = model_files.read_model_args(files["model_args"])
     args["model_args"].update(change)
+    files["model_args"].write_text(json.dumps(args))
     with pytest.raises(SeismicMLError) as info:
-        model_files.rebuild(args, files["weights"])
+        model_files.load_model_files(files["model_args"], files["weights"])
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
@@ -145,12 +152,11 @@ def test_previous_format_model_args_still_load(tmp_path: Path) -> None:
            "model": dataclasses.asdict(cfg.model), "in_samples": 3001, "sampling_rate": 100.0,
            "component_order": "ZNE", "labels": "NPS", "thresholds": {"P": 0.4}}  # fmt: skip
     files["model_args"].write_text(json.dumps(old))
-    args = model_files.read_model_args(files["model_args"])
-    model_files.check_against_params(args, cfg)
+    saved = model_files.load_model_files(files["model_args"], files["weights"], cfg)
     x = torch.randn(1, 3, 3001)
     with torch.no_grad():
-        torch.testing.assert_close(model_files.rebuild(args, files["weights"])(x), model(x))
-    assert model_files.read_thresholds(files["model_args"]) == {"P": 0.4}
+        torch.testing.assert_close(saved.module(x), model(x))
+    assert saved.thresholds == model_files.read_thresholds(files["model_args"]) == {"P": 0.4}
 
 
 def _logged_run(params_cfg, model, files_cfg, folder: Path, old: dict | None = None) -> str:

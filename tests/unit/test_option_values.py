@@ -329,7 +329,7 @@ def test_a_run_of_in_range_sizes_that_multiply_up_is_refused_by_every_loader(
     tmp_path: Path,
 ) -> None:
     """A stored run whose params each fit but whose network would not: load_model and eval."""
-    from seismic_ml.model_files import read_model_args, rebuild
+    from seismic_ml.model_files import load_model_files
     from seismic_ml.tracking.loader import load_model
 
     params = RunConfig("amag_v2", ABSURD).to_params()
@@ -347,7 +347,7 @@ def test_a_run_of_in_range_sizes_that_multiply_up_is_refused_by_every_loader(
     args = {"task": "magnitude", "model_type": "amag_v2", "model_args": dataclasses.asdict(ABSURD)}
     (tmp_path / "model_args.json").write_text(json.dumps(args))
     with pytest.raises(SeismicMLError, match="refusing to build it"):
-        rebuild(read_model_args(tmp_path / "model_args.json"), weights)  # what the pyfunc does
+        load_model_files(tmp_path / "model_args.json", weights)  # what the pyfunc does
     result = CliRunner().invoke(cli, ["eval-mag", "--run-id", run_id])
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert result.output.strip().splitlines()[-1].endswith("refusing to build it"), result.output
