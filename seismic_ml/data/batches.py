@@ -42,13 +42,16 @@ def pick_table(metadata: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
 
 
 def normalize(x: np.ndarray, kind: str) -> np.ndarray:
-    """Demean each channel, then divide by its std or peak (seisbench's Normalize, batched)."""
-    x = x - x.mean(axis=-1, keepdims=True)
+    """Demean each channel, then divide by its std or peak (seisbench's Normalize, batched),
+    in float32 and in place after the one demeaned copy: evaluation cuts these beside the
+    forward on the same cores, so every pass over the batch counts."""
+    x = np.subtract(x, x.mean(axis=-1, keepdims=True), dtype=np.float32)
     if kind == "peak":
         scale = np.abs(x).max(axis=-1, keepdims=True)
-    else:
-        scale = x.std(axis=-1, keepdims=True)
-    return (x / (scale + EPS)).astype(np.float32)
+    else:  # the demeaned channel's std: the root of its mean square
+        scale = np.sqrt(np.einsum("bcl,bcl->bc", x, x)[..., None] / x.shape[-1])
+    x /= scale + np.float32(EPS)
+    return x
 
 
 def pick_labels(
@@ -119,15 +122,18 @@ class WindowBatches(Dataset):
     def __getitem__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         rows = np.asarray(indices, dtype=np.int64).reshape(-1)
         x, y = self.batch(rows)
+        if y is None:
+            return {"X": torch.from_numpy(x)}
         return {"X": torch.from_numpy(x), "y": torch.from_numpy(y)}
 
-    def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Windows and targets of the rows."""
+    def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Windows and targets of the rows (None: the windows are not labelled)."""
         raise NotImplementedError
 
 
 class PhaseBatches(WindowBatches):
-    """Phase windows: random around a pick (training) or at fixed starts (validation)."""
+    """Phase windows: random around a pick (training) or at fixed starts (validation); without
+    labels (labelled=False) for evaluation, which scores against the picks themselves."""
 
     def __init__(
         self,
@@ -139,24 +145,27 @@ class PhaseBatches(WindowBatches):
         norm: str = "std",
         seed: int = 0,
         window_seed: int | None = None,
+        labelled: bool = True,
     ) -> None:
         super().__init__(source, dataset, windowlen, seed)
-        self.labels, self.sigma, self.norm = labels, sigma, norm
+        self.labels, self.sigma, self.norm, self.labelled = labels, sigma, norm, labelled
         self.picks, self.phases = pick_table(self.metadata)
         self.fixed_starts = self.steered_starts(window_seed, EVAL_PHASE_OFFSET_RANGE)
 
-    def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Cut, normalise and label the rows' windows."""
+    def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Cut, normalise and (when labelled) label the rows' windows."""
         if self.fixed_starts is not None:
             start = self.fixed_starts[rows]
             lo, hi = np.zeros_like(start), self.source.lengths[rows]
         else:
             lo, hi, start = self._random_windows(rows)
-        x = self.source.windows(rows, lo, hi, start, self.windowlen)
+        x = normalize(self.source.windows(rows, lo, hi, start, self.windowlen), self.norm)
+        if not self.labelled:
+            return x, None
         y = pick_labels(
             self.picks[rows], self.phases, start, self.windowlen, self.labels, self.sigma
         )
-        return normalize(x, self.norm), y
+        return x, y
 
     def _random_windows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """seisbench's PhaseNet recipe: a 6000-sample context around a random pick (clipped to

@@ -30,7 +30,8 @@ BASELINE_COLUMNS = ("baseline_p_sample", "baseline_score")
 
 
 def phase_windows(model: nn.Module, data: sbd.WaveformDataset, cfg: RunConfig) -> PhaseBatches:
-    """The deterministic phase windows, as in validation, at seeded starts."""
+    """The deterministic phase windows, as in validation, at seeded starts; unlabelled (the
+    scores compare picks with the onsets themselves)."""
     return PhaseBatches(
         open_split(data, cfg),
         data,
@@ -39,6 +40,7 @@ def phase_windows(model: nn.Module, data: sbd.WaveformDataset, cfg: RunConfig) -
         cfg.data.label_sigma,
         getattr(model, "norm", "std"),
         window_seed=WINDOW_SEED,
+        labelled=False,
     )
 
 
