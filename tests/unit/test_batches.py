@@ -55,6 +55,11 @@ def test_phase_validation_batches_equal_seisbench_steered_windows(dev, labels, n
     x, y = stacked(reference)
     np.testing.assert_allclose(ours["X"].numpy(), x, atol=2e-4, rtol=1e-4)
     np.testing.assert_allclose(ours["y"].numpy(), y, atol=1e-5)
+    # evaluation's windows: the same, without the labels it never reads
+    plain = PhaseBatches(source, dev, 3001, labels, 30, norm, window_seed=3, labelled=False)
+    unlabelled = plain[all_rows(dev)]
+    assert set(unlabelled) == {"X"}
+    np.testing.assert_array_equal(unlabelled["X"].numpy(), ours["X"].numpy())
 
 
 def test_magnitude_validation_batches_equal_seisbench_steered_windows(dev) -> None:
