@@ -139,6 +139,8 @@ def test_training_windows_equal_get_sample_cut_at_the_same_start(mixed) -> None:
     lo, hi, start = batches._random_windows(rows)
     y = batches[rows.tolist()]["y"].numpy()
     x_raw = batches.source.windows(rows, lo, hi, start, 3001)
+    streamed = open_waveforms(data, 0)  # no budget: every trace read from HDF5 on demand
+    np.testing.assert_array_equal(streamed.windows(rows, lo, hi, start, 3001), x_raw)
     labeller = sbg.ProbabilisticLabeller(
         label_columns=pick_columns(data.metadata), model_labels="NPS", sigma=20, dim=0
     )
