@@ -118,10 +118,17 @@ def _preloaded(
 
 
 def _cut(
-    traces: list[np.ndarray], lo: np.ndarray, hi: np.ndarray, start: np.ndarray, length: int
+    traces: list[np.ndarray],
+    lo: np.ndarray,
+    hi: np.ndarray,
+    start: np.ndarray,
+    length: int,
+    n_channels: int,
 ) -> np.ndarray:
-    """Windows of per-row traces (C, n) without a flat store: the streamed path's gather."""
-    out = np.zeros((len(traces), traces[0].shape[0], length), dtype=np.float32)
+    """Windows of per-row traces (C, n), zero outside [lo, hi) and the trace: one contiguous
+    copy per row (64 windows of 3001 samples: 0.26 ms, against 8.5 ms for one fancy-indexed
+    gather of the batch, which builds a (B, C, L) index first)."""
+    out = np.zeros((len(traces), n_channels, length), dtype=np.float32)
     for i, trace in enumerate(traces):
         a = max(int(lo[i]), int(start[i]), 0)
         b = min(int(hi[i]), int(start[i]) + length, trace.shape[1])
@@ -188,18 +195,11 @@ class PreloadedWaveforms:
     def windows(
         self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, start: np.ndarray, length: int
     ) -> np.ndarray:
-        """Each row's window sliced out of the flat array, zero outside [lo, hi) and the trace.
-        One contiguous copy per row: for 64 windows of 3001 samples 0.26 ms, against 8.5 ms
-        for one fancy-indexed gather of the batch (which builds a (B, C, L) index first)."""
-        offsets = self.offsets[rows]
-        a = np.maximum(np.maximum(lo, start), 0)
-        b = np.minimum(np.minimum(hi, self.lengths[rows]), start + length)
-        out = np.zeros((len(rows), self.n_channels, length), dtype=np.float32)
-        for i in np.flatnonzero(b > a):
-            out[i, :, a[i] - start[i] : b[i] - start[i]] = self.flat[
-                :, offsets[i] + a[i] : offsets[i] + b[i]
-            ]
-        return out
+        """Each row's window cut from its trace's view of the flat array (no copy but the
+        window's), zero outside [lo, hi) and the trace."""
+        ends = self.offsets[rows] + self.lengths[rows]
+        traces = [self.flat[:, a:b] for a, b in zip(self.offsets[rows], ends, strict=True)]
+        return _cut(traces, lo, hi, start, length, self.n_channels)
 
 
 class StreamedWaveforms:
@@ -231,7 +231,7 @@ class StreamedWaveforms:
         traces = [fresh.get(int(r)) if int(r) in fresh else self._hit(int(r)) for r in rows]
         for row, trace in fresh.items():
             self._keep(row, trace)
-        return _cut(traces, lo, np.minimum(hi, self.lengths[rows]), start, length)
+        return _cut(traces, lo, hi, start, length, self.n_channels)
 
     def _read(self, rows: list[int]) -> list[np.ndarray]:
         block = np.asarray(self.dataset.get_waveforms(rows), dtype=np.float32)
