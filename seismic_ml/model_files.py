@@ -87,7 +87,7 @@ class SavedModel:
 
     module: nn.Module
     task: str
-    thresholds: dict[str, float]  # the pick thresholds tuned in training ({} when none)
+    thresholds: dict[str, float]  # a picker's thresholds tuned in training ({} when none)
 
 
 def load_model_files(
@@ -100,7 +100,8 @@ def load_model_files(
         args = _read_object(args_path)
         thresholds = check_thresholds(args.get("thresholds"), ARGS_FILE)
         expected = None if params is None else (params.model_type, params.model)
-        return SavedModel(rebuild_model(args, weights, expected), args["task"], thresholds)
+        module = rebuild_model(args, weights, expected)
+        return SavedModel(module, args["task"], thresholds if args["task"] == "phase" else {})
     if params is None:
         raise SeismicMLError(f"no {ARGS_FILE} and no run params say what network to build")
     return SavedModel(build_model(params.model_type, params.model, weights), params.task, {})

@@ -31,9 +31,8 @@ class SeismicModel(PythonModel):
         self.max_windows = max_windows()
         artifacts = context.artifacts
         saved = load_model_files(Path(artifacts["model_args"]), Path(artifacts["weights"]))
-        self.task, self.module = saved.task, saved.module
+        self.task, self.module, self.thresholds = saved.task, saved.module, saved.thresholds
         self.in_samples = int(self.module.in_samples)
-        self.thresholds = saved.thresholds if self.task == "phase" else {}
 
     def predict(
         self,

@@ -13,7 +13,9 @@ tracking server is unpickled or executed: the logged model's bundled code is nev
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,14 +72,20 @@ def load_source(source: Source, uri: str = "", cfg: RunConfig | None = None) -> 
     run = source.run
     cfg = cfg or source.config
     files = _model_files(run, source.model_id)
-    try:
+    with _about(source.run_id, files.where):
         saved = model_files.load_model_files(files.model_args, files.weights, cfg)
-    except SeismicMLError as exc:
-        raise SeismicMLError(f"run {source.run_id} ({files.where}): {exc}") from exc
-    thresholds = saved.thresholds if cfg.task == "phase" else {}
     return TrainedModel(
-        cfg, saved.module, source.run_id, source.name, source.version, uri, thresholds
+        cfg, saved.module, source.run_id, source.name, source.version, uri, saved.thresholds
     )
+
+
+@contextlib.contextmanager
+def _about(run_id: str, where: str) -> Iterator[None]:
+    """A model-file error inside, prefixed with the run and the place its files came from."""
+    try:
+        yield
+    except SeismicMLError as exc:
+        raise SeismicMLError(f"run {run_id} ({where}): {exc}") from exc
 
 
 def _model_files(run: Any, model_id: str | None) -> model_io.ModelFiles:
@@ -112,10 +120,9 @@ def check_run_model(run: Run) -> None:
     path = place.fetch_if_there(model_files.ARGS_FILE)
     if path is None:
         return
-    try:
-        model_files.read_model_args(path, RunConfig.from_params(run.data.params))
-    except SeismicMLError as exc:
-        raise SeismicMLError(f"run {run_id} ({place.where}): {exc}") from None
+    params = RunConfig.from_params(run.data.params)
+    with _about(run_id, place.where):
+        model_files.read_model_args(path, params)
 
 
 def resolve(ref: str) -> Source:
