@@ -122,12 +122,18 @@ def test_a_200_hz_pick_is_rescaled_as_seisbench_does() -> None:
 def test_phase_windows_and_labels_equal_seisbench_steered_generator(mixed, split) -> None:
     data = get_split(mixed, split)
     reference = pipelines.phase_eval_generator(data, "NPS", 3001, sigma=20, seed=3)
-    ours = PhaseBatches(open_waveforms(data, GB), data, 3001, "NPS", 20, window_seed=3)
+    source = open_waveforms(data, GB)
+    ours = PhaseBatches(source, data, 3001, "NPS", 20, window_seed=3)
     batch = ours[list(range(len(data)))]
+    # evaluation's windows: the same cut, without the labels
+    plain = PhaseBatches(source, data, 3001, "NPS", 20, window_seed=3, labelled=False)
+    unlabelled = plain[list(range(len(data)))]
+    assert set(unlabelled) == {"X"}
     for row in range(len(data)):
         sample = reference[row]
         np.testing.assert_allclose(batch["X"][row].numpy(), sample["X"], atol=2e-4, rtol=1e-4)
         np.testing.assert_allclose(batch["y"][row].numpy(), sample["y"], atol=1e-5)
+        np.testing.assert_allclose(unlabelled["X"][row].numpy(), sample["X"], atol=2e-4, rtol=1e-4)
 
 
 def test_training_windows_equal_get_sample_cut_at_the_same_start(mixed) -> None:
